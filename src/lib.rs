@@ -1,0 +1,9 @@
+//! inflight: a Kubernetes operator for concurrency-aware autoscaling.
+//!
+//! See DESIGN.md for the map: `api` (the CRD), `scaling` (the pure decision
+//! engine), `metrics` (Prometheus), `actuate` (/scale and limit sinks),
+//! `controller` (the reconcile loop), `telemetry` (logs and /metrics), `sim`
+//! (the fleet simulator and peer autoscaler models).
+pub mod api;
+pub mod scaling;
+pub mod sim;
