@@ -1,6 +1,29 @@
 //! The decision engine. Pure: no I/O, no clock, no global state. Time is an
 //! argument. The controller, the simulator and the benchmarks call this same
 //! code.
+//!
+//! One tick ([`Engine::step`]): check the readings (missing, stale, NaN,
+//! infinite or negative data hold the fleet) → demand (in-flight + queue
+//! growth x service time, plus a separate backlog drain term) → EWMA
+//! smoothing, Holt forecast, panic window → recommendation → stabilization
+//! windows → tolerance, reverse cooldown, step limits → min/max bounds.
+mod demand;
+mod engine;
+mod limits;
+mod panic;
+mod plan;
+mod smoothing;
 mod types;
+mod window;
 
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tests;
+
+pub use demand::ASSUMED_SERVICE_TIME_SECS;
+pub use engine::Engine;
+pub use limits::CEIL_RELATIVE_EPSILON;
+pub use panic::panic_exit_secs;
+pub use smoothing::{HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_MIN_SAMPLES, HOLT_TREND_HALF_LIFE_FACTOR};
 pub use types::*;

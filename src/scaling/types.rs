@@ -209,3 +209,69 @@ impl Default for Config {
         }
     }
 }
+
+/// The direction of a scale action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl Direction {
+    /// The CamelCase name used in status, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "Up",
+            Direction::Down => "Down",
+        }
+    }
+}
+
+impl Reason {
+    /// The CamelCase name used in status, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ScaleUp => "ScaleUp",
+            Reason::ScaleDown => "ScaleDown",
+            Reason::WithinTolerance => "WithinTolerance",
+            Reason::Steady => "Steady",
+            Reason::Stabilizing => "Stabilizing",
+            Reason::Cooldown => "Cooldown",
+            Reason::RateLimited => "RateLimited",
+            Reason::Panic => "Panic",
+            Reason::MetricsInvalid => "MetricsInvalid",
+            Reason::Fallback => "Fallback",
+            Reason::BelowActivation => "BelowActivation",
+        }
+    }
+}
+
+impl Limit {
+    /// The CamelCase name used in status, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MinReplicas => "MinReplicas",
+            Limit::MaxReplicas => "MaxReplicas",
+            Limit::ScaleUpStep => "ScaleUpStep",
+            Limit::ScaleDownStep => "ScaleDownStep",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

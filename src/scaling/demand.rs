@@ -1,0 +1,301 @@
+//! From one observation to demand, in concurrency (requests in service at
+//! once). Little's law turns a rate into concurrency: rate x service time.
+//!
+//! - steady demand = in-flight + (queue growth rate x service time): the
+//!   concurrency the arrivals bring. When the queue drains the growth rate is
+//!   negative, which subtracts the surplus capacity now eating it (floored
+//!   at 0).
+//! - drain = backlog x service time / `queue_drain_secs`: the extra
+//!   concurrency that empties the backlog within the drain time. It is added
+//!   on top, never folded into the steady fleet.
+use super::smoothing::Ewma;
+use super::types::{Config, Observation, Reading, Sample};
+
+/// Service time assumed when the policy gives none. One second is
+/// conservative for request/response services (most serve in well under a
+/// second, so queue growth and backlog are turned into more pods than
+/// strictly needed); batch workers with longer jobs should set the service
+/// time.
+pub const ASSUMED_SERVICE_TIME_SECS: f64 = 1.0;
+
+/// The readings of one tick, once they passed the sanity checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Readings {
+    pub in_flight: f64,
+    pub queue: Option<Sample>,
+}
+
+/// A reading's value if it is present, finite, non-negative and fresh (at
+/// most `max_age` seconds older than `now`; samples stamped slightly in the
+/// future are accepted, clocks differ).
+pub(crate) fn valid(reading: &Reading, now: f64, max_age: f64) -> Option<Sample> {
+    let sample = *reading.as_ref().ok()?;
+    let fresh = sample.timestamp.is_finite() && now - sample.timestamp <= max_age;
+    (sample.value.is_finite() && sample.value >= 0.0 && fresh).then_some(sample)
+}
+
+/// The finite raw value of a reading, whatever its validity (for details).
+pub(crate) fn raw_value(reading: &Reading) -> Option<f64> {
+    reading
+        .as_ref()
+        .ok()
+        .map(|s| s.value)
+        .filter(|v| v.is_finite())
+}
+
+/// Checks the observation; None when the tick must count as a failure: the
+/// in-flight reading (or the queue reading, when the policy has one) is
+/// missing, failed, stale, NaN, infinite or negative. One exception: with no
+/// ready pods a *missing* in-flight series means zero in flight (a sum over
+/// no pods returns nothing), so a queue can still wake a fleet at zero.
+pub(crate) fn check(obs: &Observation, now: f64, config: &Config) -> Option<Readings> {
+    let max_age = config.max_sample_age_secs;
+    let in_flight = match (&obs.in_flight, obs.ready_replicas) {
+        (Err(super::types::ReadError::Missing), 0) => 0.0,
+        (reading, _) => valid(reading, now, max_age)?.value,
+    };
+    let queue = match &obs.queue_depth {
+        None => None,
+        Some(reading) => Some(valid(reading, now, max_age)?),
+    };
+    Some(Readings { in_flight, queue })
+}
+
+/// The queue's growth rate (requests per second), from consecutive samples,
+/// smoothed on the sample timestamps.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueueGrowth {
+    last: Option<Sample>,
+    rate: Ewma,
+}
+
+impl QueueGrowth {
+    /// Adds a queue sample; returns the smoothed growth rate (0 until two
+    /// samples are known). A sample with the timestamp of the previous one
+    /// (the same scrape, read again) changes nothing; one from before it
+    /// restarts the measurement.
+    pub(crate) fn observe(&mut self, sample: Sample, half_life: f64) -> f64 {
+        let Some(last) = self.last else {
+            self.last = Some(sample);
+            return 0.0;
+        };
+        let dt = sample.timestamp - last.timestamp;
+        let raw = (sample.value - last.value) / dt;
+        if dt > 0.0 && raw.is_finite() {
+            self.rate.update(raw, sample.timestamp, half_life);
+        }
+        if dt != 0.0 {
+            self.last = Some(sample);
+        }
+        self.rate.value().unwrap_or(0.0)
+    }
+}
+
+/// Steady demand and drain for one tick, in concurrency.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Demand {
+    pub steady: f64,
+    pub drain: f64,
+}
+
+impl Demand {
+    pub(crate) fn total(&self) -> f64 {
+        self.steady + self.drain
+    }
+}
+
+/// Demand from validated readings and the queue's growth rate. An empty
+/// queue has no growth to speak of: a negative rate left over from its
+/// draining is ignored once it is empty.
+pub(crate) fn demand(readings: &Readings, growth: f64, config: &Config) -> Demand {
+    let service_time = config
+        .service_time_secs
+        .unwrap_or(ASSUMED_SERVICE_TIME_SECS);
+    let backlog = readings.queue.map_or(0.0, |q| q.value);
+    let growth = if backlog > 0.0 {
+        growth
+    } else {
+        growth.max(0.0)
+    };
+    let steady = (readings.in_flight + growth * service_time).max(0.0);
+    let drain = backlog * service_time / config.queue_drain_secs;
+    Demand { steady, drain }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::types::ReadError;
+    use super::*;
+
+    fn at(value: f64, timestamp: f64) -> Reading {
+        Ok(Sample { value, timestamp })
+    }
+
+    fn obs(in_flight: Reading, queue: Option<Reading>, ready: u32) -> Observation {
+        Observation {
+            in_flight,
+            queue_depth: queue,
+            ready_replicas: ready,
+            current_replicas: ready,
+        }
+    }
+
+    #[test]
+    fn valid_rejects_nan_inf_negative_stale_and_errors() {
+        let now = 100.0;
+        assert!(valid(&at(5.0, 95.0), now, 30.0).is_some());
+        assert!(valid(&at(5.0, 70.0), now, 30.0).is_some()); // exactly 30 s old
+        assert!(valid(&at(5.0, 69.9), now, 30.0).is_none()); // stale
+        assert!(valid(&at(5.0, 101.0), now, 30.0).is_some()); // skewed clock
+        assert!(valid(&at(f64::NAN, 99.0), now, 30.0).is_none());
+        assert!(valid(&at(f64::INFINITY, 99.0), now, 30.0).is_none());
+        assert!(valid(&at(-1.0, 99.0), now, 30.0).is_none());
+        assert!(valid(&at(5.0, f64::NAN), now, 30.0).is_none());
+        assert!(valid(&Err(ReadError::Missing), now, 30.0).is_none());
+        assert!(valid(&Err(ReadError::Failed("timeout".into())), now, 30.0).is_none());
+    }
+
+    #[test]
+    fn check_requires_the_queue_when_configured() {
+        let c = Config::default();
+        assert!(check(&obs(at(5.0, 10.0), None, 2), 10.0, &c).is_some());
+        assert!(
+            check(
+                &obs(at(5.0, 10.0), Some(Err(ReadError::Missing)), 2),
+                10.0,
+                &c
+            )
+            .is_none()
+        );
+        assert!(check(&obs(at(5.0, 10.0), Some(at(f64::NAN, 10.0)), 2), 10.0, &c).is_none());
+    }
+
+    #[test]
+    fn missing_in_flight_with_no_ready_pods_is_zero() {
+        let c = Config::default();
+        let r = check(
+            &obs(Err(ReadError::Missing), Some(at(7.0, 10.0)), 0),
+            10.0,
+            &c,
+        );
+        assert_eq!(r.map(|r| r.in_flight), Some(0.0));
+        // With ready pods, missing is a failure; a failed query always is.
+        assert!(check(&obs(Err(ReadError::Missing), None, 1), 10.0, &c).is_none());
+        let failed = Err(ReadError::Failed("refused".into()));
+        assert!(check(&obs(failed, None, 0), 10.0, &c).is_none());
+    }
+
+    #[test]
+    fn queue_growth_from_consecutive_samples() {
+        let mut g = QueueGrowth::default();
+        assert_eq!(
+            g.observe(
+                Sample {
+                    value: 10.0,
+                    timestamp: 0.0
+                },
+                6.0
+            ),
+            0.0
+        );
+        // 10 -> 40 in 5 s: 6 req/s (the first rate is taken as is).
+        assert_eq!(
+            g.observe(
+                Sample {
+                    value: 40.0,
+                    timestamp: 5.0
+                },
+                6.0
+            ),
+            6.0
+        );
+        // The same scrape read again changes nothing.
+        assert_eq!(
+            g.observe(
+                Sample {
+                    value: 40.0,
+                    timestamp: 5.0
+                },
+                6.0
+            ),
+            6.0
+        );
+        // A step back restarts the baseline and keeps the rate.
+        assert_eq!(
+            g.observe(
+                Sample {
+                    value: 0.0,
+                    timestamp: 1.0
+                },
+                6.0
+            ),
+            6.0
+        );
+    }
+
+    #[test]
+    fn demand_adds_growth_times_service_time_and_drain_separately() {
+        let config = Config {
+            service_time_secs: Some(0.5),
+            queue_drain_secs: 30.0,
+            ..Config::default()
+        };
+        let readings = Readings {
+            in_flight: 40.0,
+            queue: Some(Sample {
+                value: 120.0,
+                timestamp: 0.0,
+            }),
+        };
+        // steady = 40 + 10 req/s x 0.5 s = 45; drain = 120 x 0.5 / 30 = 2.
+        let d = demand(&readings, 10.0, &config);
+        assert_eq!(
+            d,
+            Demand {
+                steady: 45.0,
+                drain: 2.0
+            }
+        );
+        // A draining queue (-100 req/s) cannot make demand negative.
+        assert_eq!(demand(&readings, -100.0, &config).steady, 0.0);
+    }
+
+    #[test]
+    fn unknown_service_time_assumes_one_second() {
+        let config = Config::default(); // service_time_secs: None, drain 30 s
+        let readings = Readings {
+            in_flight: 8.0,
+            queue: Some(Sample {
+                value: 60.0,
+                timestamp: 0.0,
+            }),
+        };
+        // steady = 8 + 2 req/s x 1 s = 10; drain = 60 x 1 / 30 = 2.
+        assert_eq!(
+            demand(&readings, 2.0, &config),
+            Demand {
+                steady: 10.0,
+                drain: 2.0
+            }
+        );
+    }
+
+    #[test]
+    fn empty_queue_ignores_leftover_negative_growth() {
+        let config = Config::default();
+        let readings = Readings {
+            in_flight: 8.0,
+            queue: Some(Sample {
+                value: 0.0,
+                timestamp: 0.0,
+            }),
+        };
+        assert_eq!(
+            demand(&readings, -5.0, &config),
+            Demand {
+                steady: 8.0,
+                drain: 0.0
+            }
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The engine: state kept between ticks, and the pipeline of one tick:
+//! check the readings → demand → smoothing, forecast, panic → recommendation
+//! → stabilization windows → plan (tolerance, cooldown, steps) → bounds.
+use super::demand::{self, Demand, QueueGrowth, Readings};
+use super::limits::{bounds, clamp, pods_for};
+use super::panic::{self, PanicState};
+use super::plan::{self, Outcome, PlanInput};
+use super::smoothing::{Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE_FACTOR, Holt};
+use super::types::{Config, Decision, Details, Direction, Observation, Reason};
+use super::window::{TimedWindow, mean_within, stabilize};
+
+/// The decision engine for one policy. Pure: time is an argument, nothing
+/// is read from the outside. Keep one per policy; feed it every tick.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    config: Config,
+    /// The latest time seen; the engine's clock never goes back.
+    clock: Option<f64>,
+    /// The fleet when the engine started, held as a scale-down
+    /// recommendation for one scale-down window (see `hold_down_at_start`).
+    start: Option<(f64, u32)>,
+    queue_growth: QueueGrowth,
+    steady: Ewma,
+    holt: Holt,
+    panic_samples: TimedWindow<f64>,
+    panic: PanicState,
+    recommendations: TimedWindow<u32>,
+    failures: u32,
+    last_scale: Option<(f64, Direction)>,
+    last_up: Option<f64>,
+    last_down: Option<f64>,
+}
+
+/// What one good tick measured.
+#[derive(Clone, Copy, Debug)]
+struct Signals {
+    readings: Readings,
+    demand: Demand,
+    smoothed: f64,
+    forecast: Option<f64>,
+    panic_demand: f64,
+    in_panic: bool,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            config,
+            clock: None,
+            start: None,
+            queue_growth: QueueGrowth::default(),
+            steady: Ewma::default(),
+            holt: Holt::default(),
+            panic_samples: TimedWindow::default(),
+            panic: PanicState::default(),
+            recommendations: TimedWindow::default(),
+            failures: 0,
+            last_scale: None,
+            last_up: None,
+            last_down: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Spec changed: keep the windows and history, use the new rules.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// One tick. `now` is in seconds on the caller's clock, the clock of the
+    /// samples' timestamps. A step back in time counts as no time passing:
+    /// windows, cooldowns and smoothing wait until the clock passes the
+    /// latest tick again (staleness is still judged against `now`).
+    pub fn step(&mut self, obs: &Observation, now: f64) -> Decision {
+        self.tick(obs, now, true)
+    }
+
+    /// Restart/failover warm-up: feed past observations (oldest first) so
+    /// smoothing, forecast, panic and stabilization windows are warm. Records
+    /// no scale action and no metric failure of its own.
+    pub fn warm_up(&mut self, history: &[(f64, Observation)]) {
+        for (at, obs) in history {
+            self.tick(obs, *at, false);
+        }
+    }
+
+    /// Restart: when the engine last scaled, and in which direction (from
+    /// the policy's status), so cooldowns and step periods survive restarts.
+    pub fn restore_last_scale(&mut self, at: f64, direction: Direction) {
+        self.last_scale = Some((at, direction));
+        match direction {
+            Direction::Up => self.last_up = Some(at),
+            Direction::Down => self.last_down = Some(at),
+        }
+    }
+
+    fn tick(&mut self, obs: &Observation, now: f64, live: bool) -> Decision {
+        let t = self.advance_clock(now, obs.current_replicas);
+        let signals = demand::check(obs, now, &self.config)
+            .filter(|_| self.per_pod_target_is_usable())
+            .and_then(|readings| self.observe(readings, obs.ready_replicas, t));
+        let decision = match signals {
+            Some(signals) => {
+                if live {
+                    self.failures = 0;
+                }
+                self.decide(obs, &signals, t)
+            }
+            None => self.on_failure(obs, live),
+        };
+        if live {
+            self.record(decision.replicas, obs.current_replicas, t);
+        }
+        decision
+    }
+
+    fn advance_clock(&mut self, now: f64, current: u32) -> f64 {
+        // A NaN time (a caller bug) counts as no time passing.
+        let t = match self.clock {
+            Some(clock) if now.is_nan() || now <= clock => clock,
+            None if now.is_nan() => 0.0,
+            _ => now,
+        };
+        if self.start.is_none() {
+            self.start = Some((t, current));
+        }
+        self.clock = Some(t);
+        t
+    }
+
+    /// Concurrency one pod is planned for: `concurrency_per_pod x utilization`.
+    fn per_pod_target(&self) -> f64 {
+        self.config.concurrency_per_pod * self.config.utilization
+    }
+
+    // A policy with no usable per-pod target (validation should prevent it)
+    // is treated as unreadable: hold rather than divide by it.
+    fn per_pod_target_is_usable(&self) -> bool {
+        let p = self.per_pod_target();
+        p.is_finite() && p > 0.0
+    }
+
+    /// Updates demand, smoothing, forecast and panic with a good reading.
+    /// None when the numbers overflow (the tick then counts as a failure).
+    fn observe(&mut self, readings: Readings, ready: u32, t: f64) -> Option<Signals> {
+        let config = &self.config;
+        // The growth rate is smoothed over the panic window: short, so a
+        // growing queue is seen fast, but not sample-to-sample noise.
+        let growth = readings.queue.map_or(0.0, |q| {
+            self.queue_growth.observe(q, config.panic.window_secs)
+        });
+        let demand = demand::demand(&readings, growth, config);
+        if !demand.total().is_finite() {
+            return None;
+        }
+        let half_life = config.smoothing_half_life_secs;
+        let smoothed = self.steady.update(demand.steady, t, half_life) + demand.drain;
+        self.holt.update(
+            demand.steady,
+            t,
+            half_life * HOLT_LEVEL_HALF_LIFE_FRACTION,
+            half_life * HOLT_TREND_HALF_LIFE_FACTOR,
+        );
+        let forecast = config
+            .prediction
+            .as_ref()
+            .and_then(|p| self.holt.forecast(p.horizon_secs))
+            .map(|f| f + demand.drain);
+        let window = config.panic.window_secs;
+        self.panic_samples.push(t, demand.total());
+        self.panic_samples.prune(t, window);
+        let panic_demand = mean_within(&self.panic_samples, t, window).unwrap_or(demand.total());
+        let triggered = panic::triggered(panic_demand, ready, self.per_pod_target(), config);
+        let in_panic = self
+            .panic
+            .update(triggered, t, panic::panic_exit_secs(config));
+        Some(Signals {
+            readings,
+            demand,
+            smoothed,
+            forecast,
+            panic_demand,
+            in_panic,
+        })
+    }
+
+    fn decide(&mut self, obs: &Observation, s: &Signals, t: f64) -> Decision {
+        let per_pod = self.per_pod_target();
+        let stable_rec = self.stable_recommendation(s, per_pod);
+        let recommended = if s.in_panic {
+            stable_rec.max(pods_for(s.panic_demand, per_pod))
+        } else {
+            stable_rec
+        };
+        let stabilized = self.stabilized(
+            obs.current_replicas,
+            clamp(stable_rec, bounds(&self.config)),
+            t,
+        );
+        let input = PlanInput {
+            config: &self.config,
+            now: t,
+            current: obs.current_replicas,
+            recommended,
+            stabilized,
+            in_panic: s.in_panic,
+            demand: s.demand.total(),
+            last_scale: self.last_scale,
+            last_up: self.last_up,
+            last_down: self.last_down,
+        };
+        let outcome = plan::enforce_bounds(&self.config, obs.current_replicas, plan::plan(&input));
+        let has_queue = s.readings.queue.is_some();
+        let details = Details {
+            in_flight: Some(s.readings.in_flight),
+            queue_depth: s.readings.queue.map(|q| q.value),
+            demand: Some(s.demand.steady),
+            drain: has_queue.then_some(s.demand.drain),
+            smoothed: Some(s.smoothed),
+            panic_demand: Some(s.panic_demand),
+            forecast: s.forecast,
+            per_pod_target: per_pod,
+            recommended,
+            limited_by: outcome.limited_by,
+            in_panic: s.in_panic,
+            consecutive_failures: 0,
+        };
+        decision(outcome, details)
+    }
+
+    /// Pods for the stable path: the smoothed demand, raised (never lowered)
+    /// by the forecast; any demand needs a pod. For a policy that may scale
+    /// to zero, the recommendation is zero once the whole panic window saw
+    /// no demand at all (an EWMA never decays to exactly zero); the
+    /// scale-down window then makes that last its full length.
+    fn stable_recommendation(&self, s: &Signals, per_pod: f64) -> u32 {
+        let idle = s.panic_demand <= 0.0 && s.demand.total() <= 0.0;
+        if idle && self.config.min_replicas == 0 {
+            return 0;
+        }
+        let stable_demand = s.smoothed.max(s.forecast.unwrap_or(0.0));
+        pods_for(stable_demand, per_pod).max(1)
+    }
+
+    /// Records the (bounded) recommendation and applies the windows.
+    fn stabilized(&mut self, current: u32, bounded: u32, t: f64) -> u32 {
+        let up = self.config.scale_up.stabilization_window_secs;
+        let down = self.config.scale_down.stabilization_window_secs;
+        self.recommendations.push(t, bounded);
+        self.recommendations.prune(t, up.max(down));
+        let target = stabilize(current, &self.recommendations, t, up, down);
+        self.hold_down_at_start(current, target, t, down)
+    }
+
+    /// A fresh engine (no warm-up) has no scale-down history: it counts the
+    /// fleet it found as a recommendation made at start, so it scales down
+    /// only after one full scale-down window of its own observations.
+    fn hold_down_at_start(&self, current: u32, target: u32, t: f64, down_window: f64) -> u32 {
+        match self.start {
+            Some((at, fleet)) if target < current && at > t - down_window => {
+                target.max(fleet.min(current))
+            }
+            _ => target,
+        }
+    }
+
+    /// Bad data: hold (never down); after `fallback.after_failures`
+    /// consecutive failures go to the fallback replicas if that is up.
+    fn on_failure(&mut self, obs: &Observation, live: bool) -> Decision {
+        let current = obs.current_replicas;
+        if live {
+            self.failures = self.failures.saturating_add(1);
+        }
+        let fallback = self
+            .config
+            .fallback
+            .as_ref()
+            .filter(|f| live && self.failures >= f.after_failures);
+        let (target, reason) = match fallback {
+            Some(f) => (current.max(f.replicas), Reason::Fallback),
+            None => (current, Reason::MetricsInvalid),
+        };
+        let outcome = plan::enforce_bounds(&self.config, current, Outcome::hold(target, reason));
+        let details = Details {
+            in_flight: demand::raw_value(&obs.in_flight),
+            queue_depth: obs.queue_depth.as_ref().and_then(demand::raw_value),
+            per_pod_target: self.per_pod_target(),
+            recommended: target,
+            limited_by: outcome.limited_by,
+            in_panic: self.panic.in_panic(),
+            consecutive_failures: self.failures,
+            ..Details::default()
+        };
+        decision(outcome, details)
+    }
+
+    fn record(&mut self, replicas: u32, current: u32, t: f64) {
+        let direction = match replicas.cmp(&current) {
+            std::cmp::Ordering::Greater => Direction::Up,
+            std::cmp::Ordering::Less => Direction::Down,
+            std::cmp::Ordering::Equal => return,
+        };
+        self.restore_last_scale(t, direction);
+    }
+}
+
+fn decision(outcome: Outcome, details: Details) -> Decision {
+    Decision {
+        replicas: outcome.replicas,
+        reason: outcome.reason,
+        details,
+    }
+}

@@ -1,0 +1,869 @@
+//! One test per rule of the engine, with the expected replicas worked out by
+//! hand. Defaults: 10 per pod at 0.8 utilization -> 8 per pod planned.
+use super::*;
+
+fn at(value: f64, t: f64) -> Reading {
+    Ok(Sample {
+        value,
+        timestamp: t,
+    })
+}
+
+/// `in_flight` read at `t`, with `current` replicas all ready.
+fn obs(in_flight: f64, current: u32, t: f64) -> Observation {
+    Observation {
+        in_flight: at(in_flight, t),
+        queue_depth: None,
+        ready_replicas: current,
+        current_replicas: current,
+    }
+}
+
+fn with_queue(mut o: Observation, queue: f64, t: f64) -> Observation {
+    o.queue_depth = Some(at(queue, t));
+    o
+}
+
+fn no_steps() -> DirectionRules {
+    DirectionRules {
+        stabilization_window_secs: 0.0,
+        max_step_pods: None,
+        max_step_percent: None,
+        period_secs: 0.0,
+    }
+}
+
+/// The defaults with every rule but the sizing switched off, so each test
+/// turns on only the rule it is about: no smoothing, no forecast, no panic,
+/// no windows, no step limits, no cooldown, no tolerance.
+fn bare() -> Config {
+    Config {
+        smoothing_half_life_secs: 0.0,
+        prediction: None,
+        panic: PanicConfig {
+            window_secs: 6.0,
+            threshold: f64::INFINITY,
+        },
+        tolerance: 0.0,
+        scale_up: no_steps(),
+        scale_down: no_steps(),
+        reverse_cooldown_secs: 0.0,
+        ..Config::default()
+    }
+}
+
+/// A fleet that applies every decision (ready = replicas at once).
+struct Fleet {
+    engine: Engine,
+    replicas: u32,
+}
+
+impl Fleet {
+    fn new(config: Config, replicas: u32) -> Fleet {
+        Fleet {
+            engine: Engine::new(config),
+            replicas,
+        }
+    }
+
+    fn tick(&mut self, in_flight: f64, t: f64) -> Decision {
+        self.apply(obs(in_flight, self.replicas, t), t)
+    }
+
+    fn apply(&mut self, o: Observation, t: f64) -> Decision {
+        let d = self.engine.step(&o, t);
+        self.replicas = d.replicas;
+        d
+    }
+}
+
+// --- demand ---------------------------------------------------------------
+
+#[test]
+fn sizes_the_fleet_on_in_flight_over_the_per_pod_target() {
+    // 4 ready, 87 in flight, 10/pod at 0.8 -> ceil(87 / 8) = 11.
+    let mut e = Engine::new(bare());
+    let d = e.step(&obs(87.0, 4, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (11, Reason::ScaleUp));
+    assert_eq!(d.details.recommended, 11);
+    assert_eq!(d.details.per_pod_target, 8.0);
+    // 80 in flight on 10 pods: exactly 10, steady (no float-noise 11th pod).
+    let d = Engine::new(bare()).step(&obs(80.000_000_1, 10, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::Steady));
+}
+
+#[test]
+fn queue_growth_adds_arrival_concurrency_and_backlog_drains_separately() {
+    let config = Config {
+        service_time_secs: Some(0.5),
+        queue_drain_secs: 30.0,
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 5);
+    // t=0: 40 in flight, empty queue -> 40 / 8 = 5 pods.
+    let d = f.apply(with_queue(obs(40.0, 5, 0.0), 0.0, 0.0), 0.0);
+    assert_eq!(d.replicas, 5);
+    // t=5: queue 0 -> 50: growth 10 req/s x 0.5 s = 5 -> steady 45;
+    // drain 50 x 0.5 / 30 = 0.833; total 45.83 / 8 = 5.73 -> 6.
+    let d = f.apply(with_queue(obs(40.0, 5, 5.0), 50.0, 5.0), 5.0);
+    assert_eq!(d.details.demand, Some(45.0));
+    assert!((d.details.drain.unwrap_or(0.0) - 50.0 * 0.5 / 30.0).abs() < 1e-9);
+    assert_eq!(d.replicas, 6);
+}
+
+#[test]
+fn a_standing_backlog_is_drained_not_used_to_size_the_steady_fleet() {
+    let config = Config {
+        service_time_secs: Some(0.5),
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 5);
+    // Backlog 1000, not growing, 40 in flight: drain 1000 x 0.5 / 30 =
+    // 16.67, total 56.67 / 8 = 7.08 -> 8 pods (not (40 + 1000) / 8 = 130).
+    f.apply(with_queue(obs(40.0, 5, 0.0), 1000.0, 0.0), 0.0);
+    let d = f.apply(with_queue(obs(40.0, f.replicas, 5.0), 1000.0, 5.0), 5.0);
+    assert_eq!(d.details.demand, Some(40.0));
+    assert_eq!(d.replicas, 8);
+}
+
+#[test]
+fn unknown_service_time_assumes_one_second() {
+    // Queue 60, 8 in flight, no growth: drain 60 x 1 s / 30 s = 2 ->
+    // total 10 / 8 = 1.25 -> 2 pods.
+    assert_eq!(ASSUMED_SERVICE_TIME_SECS, 1.0);
+    let mut f = Fleet::new(bare(), 1);
+    let d = f.apply(with_queue(obs(8.0, 1, 0.0), 60.0, 0.0), 0.0);
+    assert_eq!(d.details.drain, Some(2.0));
+    assert_eq!(d.replicas, 2);
+}
+
+// --- smoothing ------------------------------------------------------------
+
+#[test]
+fn ewma_smooths_demand_with_a_time_aware_half_life() {
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 10);
+    f.tick(80.0, 0.0); // 80 / 8 = 10, steady
+    // A spike to 160 thirty seconds later (one half-life): alpha 0.5,
+    // smoothed 120 -> 15 pods, not 20.
+    let d = f.tick(160.0, 30.0);
+    assert_eq!(d.details.smoothed, Some(120.0));
+    assert_eq!(d.replicas, 15);
+}
+
+// --- panic ----------------------------------------------------------------
+
+fn panicky() -> Config {
+    Config {
+        panic: PanicConfig {
+            window_secs: 6.0,
+            threshold: 2.0,
+        },
+        smoothing_half_life_secs: 30.0,
+        scale_up: DirectionRules {
+            // A long scale-up window: the stable path alone would wait.
+            stabilization_window_secs: 60.0,
+            ..Config::default().scale_up
+        },
+        ..bare()
+    }
+}
+
+#[test]
+fn panic_scales_up_on_the_short_window_past_the_scale_up_window() {
+    let mut f = Fleet::new(panicky(), 4);
+    for i in 0..=60 {
+        f.tick(32.0, f64::from(i)); // 32 / 8 = 4 pods: steady
+    }
+    assert_eq!(f.replicas, 4);
+    // Burst to 100: panic window (6 s) mean at t=61 is (5 x 32 + 100) / 6 =
+    // 43.3; capacity 4 x 8 = 32 -> 1.35 < 2: not yet. At t=63: (3 x 32 + 3 x
+    // 100) / 6 = 66 -> 2.06 >= 2: panic. Panic pods ceil(66 / 8) = 9, step
+    // limit max(4 + 4, 4 x 2) = 8 -> 8, limited by the step.
+    let d = f.tick(100.0, 61.0);
+    assert!(!d.details.in_panic);
+    assert_eq!(
+        d.replicas, 4,
+        "the 60 s scale-up window holds the stable path"
+    );
+    f.tick(100.0, 62.0);
+    let d = f.tick(100.0, 63.0);
+    assert!(d.details.in_panic);
+    assert_eq!((d.replicas, d.reason), (8, Reason::Panic));
+    assert_eq!(d.details.limited_by, Some(Limit::ScaleUpStep));
+}
+
+#[test]
+fn panic_never_scales_down_and_ends_after_the_exit_time() {
+    let config = Config {
+        scale_down: no_steps(), // no scale-down window: only panic holds
+        ..panicky()
+    };
+    let mut f = Fleet::new(config, 2);
+    let d = f.tick(80.0, 0.0); // 80 / (2 x 8) = 5 >= 2: panic -> max(6, 4) = 6
+    assert!(d.details.in_panic);
+    assert_eq!(d.replicas, 6);
+    // Demand collapses to 6 (1 pod). At t=1 the panic window averages
+    // (80 + 6) / 2 = 43 on 6 x 8 = 48 of capacity: 0.9 < 2, the condition
+    // is false from then on; it last held at t=0, so panic lasts until
+    // t = 0 + max(2 x 30, 10 x 6) = 60. Until then: never down (the
+    // lagging EWMA, which started at 80, even asks for more for a while).
+    let mut last_panic = 0.0;
+    let mut before = f.replicas;
+    for i in 1..=200 {
+        let t = f64::from(i);
+        let d = f.tick(6.0, t);
+        if d.details.in_panic {
+            last_panic = t;
+            assert!(d.replicas >= before, "down in panic at t={t}");
+        }
+        before = d.replicas;
+    }
+    assert_eq!(last_panic, 59.0);
+    // Afterwards the stable path (EWMA 6 + 74 x 2^(-200/30) = 6.7) -> 1 pod.
+    assert_eq!(f.replicas, 1, "after panic the stable path scales down");
+}
+
+#[test]
+fn panic_with_no_ready_pods_counts_one_pod_of_capacity() {
+    // 5 replicas starting, 0 ready, 20 in flight: 20 / (1 x 8) = 2.5 -> panic,
+    // panic pods ceil(20 / 8) = 3 < 5: hold, never down.
+    let mut e = Engine::new(panicky());
+    let o = Observation {
+        ready_replicas: 0,
+        ..obs(20.0, 5, 0.0)
+    };
+    let d = e.step(&o, 0.0);
+    assert!(d.details.in_panic);
+    assert_eq!((d.replicas, d.reason), (5, Reason::Panic));
+}
+
+// --- forecast -------------------------------------------------------------
+
+fn ramp_fleets() -> (Fleet, Fleet) {
+    let with = Config {
+        smoothing_half_life_secs: 30.0,
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare()
+    };
+    let without = Config {
+        prediction: None,
+        ..with.clone()
+    };
+    (Fleet::new(with, 1), Fleet::new(without, 1))
+}
+
+#[test]
+fn forecast_raises_a_scale_up_on_a_ramp() {
+    // Demand grows 1 per second from 8. The EWMA lags (about 43 s of
+    // growth behind at half-life 30); the forecast looks 30 s ahead.
+    let (mut with, mut without) = ramp_fleets();
+    let mut ahead = 0;
+    for i in 0..=120 {
+        let t = f64::from(i);
+        let a = with.tick(8.0 + t, t);
+        let b = without.tick(8.0 + t, t);
+        if i < HOLT_MIN_SAMPLES as i32 - 1 {
+            assert_eq!(a.details.forecast, None, "cold forecast at tick {i}");
+        }
+        assert!(
+            a.replicas >= b.replicas,
+            "forecast lowered a scale-up at t={t}"
+        );
+        if a.replicas > b.replicas {
+            ahead += 1;
+        }
+    }
+    assert!(ahead > 60, "the forecast led on only {ahead} ticks");
+    // At t=120 demand is 128 (16 pods); the stable path alone is well short.
+    assert!(with.replicas >= 16, "with forecast: {}", with.replicas);
+    assert!(
+        without.replicas < 16,
+        "without forecast: {}",
+        without.replicas
+    );
+}
+
+#[test]
+fn forecast_never_causes_a_scale_down() {
+    // On a falling ramp the forecast is below the smoothed demand: decisions
+    // are exactly those of the same engine without prediction.
+    let (mut with, mut without) = ramp_fleets();
+    with.replicas = 20;
+    without.replicas = 20;
+    for i in 0..=300 {
+        let t = f64::from(i);
+        let demand = (160.0 - t).max(0.0);
+        let a = with.tick(demand, t);
+        let b = without.tick(demand, t);
+        assert_eq!(a.replicas, b.replicas, "diverged at t={t}");
+    }
+}
+
+// --- tolerance ------------------------------------------------------------
+
+#[test]
+fn within_the_tolerance_band_nothing_changes() {
+    let config = Config {
+        tolerance: 0.1,
+        ..bare()
+    };
+    // 10 pods, 87 in flight -> 11: |11/10 - 1| = 0.1 <= 0.1 -> hold.
+    let d = Engine::new(config.clone()).step(&obs(87.0, 10, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::WithinTolerance));
+    // 90 in flight -> ceil(11.25) = 12: 0.2 > 0.1 -> scale up.
+    let d = Engine::new(config).step(&obs(90.0, 10, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (12, Reason::ScaleUp));
+}
+
+// --- stabilization windows --------------------------------------------------
+
+#[test]
+fn scale_down_waits_for_the_highest_recommendation_to_leave_its_window() {
+    let config = Config {
+        scale_down: DirectionRules {
+            stabilization_window_secs: 300.0,
+            ..no_steps()
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 10);
+    // Ticks every 10 s: demand 80 (10 pods) until t=100, then 40 (5 pods).
+    // The last 10 is at t=100; it leaves the window (t-300, t] at t=400.
+    for i in 0..=39 {
+        let t = f64::from(i * 10);
+        let d = f.tick(if t <= 100.0 { 80.0 } else { 40.0 }, t);
+        assert_eq!(d.replicas, 10, "t={t}");
+        if t > 100.0 {
+            assert_eq!(d.reason, Reason::Stabilizing);
+        }
+    }
+    let d = f.tick(40.0, 400.0);
+    assert_eq!((d.replicas, d.reason), (5, Reason::ScaleDown));
+}
+
+#[test]
+fn scale_up_waits_for_the_lowest_recommendation_to_leave_its_window() {
+    let config = Config {
+        scale_up: DirectionRules {
+            stabilization_window_secs: 60.0,
+            ..no_steps()
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 5);
+    // Demand 40 (5 pods) until t=90, then 80 (10 pods). The last 5 is at
+    // t=90; the window (t-60, t] drops it at t=150.
+    for i in 0..=14 {
+        let t = f64::from(i * 10);
+        let d = f.tick(if t <= 90.0 { 40.0 } else { 80.0 }, t);
+        assert_eq!(d.replicas, 5, "t={t}");
+    }
+    let d = f.tick(80.0, 150.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::ScaleUp));
+}
+
+#[test]
+fn a_fresh_engine_holds_scale_down_for_one_window() {
+    // No warm-up: the fleet found at start counts as a recommendation made
+    // then. Demand for 2 pods on 10: hold until the window (300 s) passes.
+    let config = Config {
+        scale_down: DirectionRules {
+            stabilization_window_secs: 300.0,
+            ..no_steps()
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 10);
+    assert_eq!(f.tick(16.0, 0.0).replicas, 10);
+    assert_eq!(f.tick(16.0, 299.0).replicas, 10);
+    assert_eq!(f.tick(16.0, 300.0).replicas, 2);
+}
+
+// --- step limits ------------------------------------------------------------
+
+#[test]
+fn scale_up_steps_are_limited_per_period() {
+    let config = Config {
+        scale_up: DirectionRules {
+            stabilization_window_secs: 0.0,
+            max_step_pods: Some(4),
+            max_step_percent: Some(100.0),
+            period_secs: 15.0,
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 2);
+    // Demand 800 -> 100 pods. From 2: max(2 + 4, 2 x 2) = 6.
+    let d = f.tick(800.0, 0.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (6, Some(Limit::ScaleUpStep))
+    );
+    // 5 s later: inside the 15 s period.
+    let d = f.tick(800.0, 5.0);
+    assert_eq!((d.replicas, d.reason), (6, Reason::RateLimited));
+    // At 15 s: from 6, max(10, 12) = 12.
+    assert_eq!(f.tick(800.0, 15.0).replicas, 12);
+    // At 30 s: from 12, max(16, 24) = 24.
+    assert_eq!(f.tick(800.0, 30.0).replicas, 24);
+}
+
+#[test]
+fn scale_down_steps_are_limited_per_period() {
+    let config = Config {
+        min_replicas: 1,
+        scale_down: DirectionRules {
+            stabilization_window_secs: 0.0,
+            max_step_pods: None,
+            max_step_percent: Some(50.0),
+            period_secs: 30.0,
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 40);
+    // Demand 8 -> 1 pod. From 40: floor(40 x 0.5) = 20.
+    let d = f.tick(8.0, 0.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (20, Some(Limit::ScaleDownStep))
+    );
+    assert_eq!(f.tick(8.0, 10.0).reason, Reason::RateLimited);
+    assert_eq!(f.tick(8.0, 30.0).replicas, 10);
+    assert_eq!(f.tick(8.0, 60.0).replicas, 5);
+    assert_eq!(f.tick(8.0, 90.0).replicas, 2); // floor(2.5)
+    assert_eq!(f.tick(8.0, 120.0).replicas, 1);
+}
+
+// --- reverse cooldown -------------------------------------------------------
+
+#[test]
+fn no_scale_down_right_after_a_scale_up_and_back() {
+    let config = Config {
+        reverse_cooldown_secs: 60.0,
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 5);
+    assert_eq!(f.tick(80.0, 0.0).replicas, 10); // up at t=0
+    let d = f.tick(40.0, 10.0); // down wanted 10 s later
+    assert_eq!((d.replicas, d.reason), (10, Reason::Cooldown));
+    assert_eq!(f.tick(40.0, 59.0).reason, Reason::Cooldown);
+    assert_eq!(f.tick(40.0, 60.0).replicas, 5); // down at t=60
+    let d = f.tick(80.0, 70.0); // up wanted 10 s later
+    assert_eq!((d.replicas, d.reason), (5, Reason::Cooldown));
+    assert_eq!(f.tick(80.0, 120.0).replicas, 10);
+}
+
+#[test]
+fn panic_scale_up_is_not_held_by_the_reverse_cooldown() {
+    let config = Config {
+        reverse_cooldown_secs: 60.0,
+        ..panicky()
+    };
+    let mut f = Fleet::new(config.clone(), 4);
+    f.engine.restore_last_scale(0.0, Direction::Down);
+    // 10 s after a scale-down, a burst of 100 on 4 pods (100 / 32 >= 2):
+    // panic goes up anyway (ceil(100 / 8) = 13, step-limited to 8).
+    let d = f.tick(100.0, 10.0);
+    assert_eq!((d.replicas, d.reason), (8, Reason::Panic));
+}
+
+// --- bounds and scale to zero -------------------------------------------------
+
+#[test]
+fn min_and_max_bound_the_recommendation() {
+    let config = Config {
+        min_replicas: 2,
+        max_replicas: 20,
+        ..bare()
+    };
+    // 10000 / 8 = 1250 -> 20.
+    let d = Engine::new(config.clone()).step(&obs(10_000.0, 10, 0.0), 0.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (20, Some(Limit::MaxReplicas))
+    );
+    assert_eq!(d.details.recommended, 1250);
+    // 1 in flight -> 1 pod -> 2 (min).
+    let d = Engine::new(config.clone()).step(&obs(1.0, 10, 0.0), 0.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (2, Some(Limit::MinReplicas))
+    );
+    // A fleet above max (spec changed) comes back to max even on bad data.
+    let bad = Observation {
+        in_flight: Err(ReadError::Missing),
+        ..obs(0.0, 30, 0.0)
+    };
+    let d = Engine::new(config).step(&bad, 0.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (20, Some(Limit::MaxReplicas))
+    );
+}
+
+fn to_zero() -> Config {
+    Config {
+        min_replicas: 0,
+        activation_threshold: 2.0,
+        scale_down: DirectionRules {
+            stabilization_window_secs: 60.0,
+            ..no_steps()
+        },
+        ..bare()
+    }
+}
+
+#[test]
+fn scales_to_zero_through_the_scale_down_window_when_demand_is_zero() {
+    let mut f = Fleet::new(to_zero(), 1);
+    for i in 0..=10 {
+        f.tick(3.0, f64::from(i)); // 1 pod
+    }
+    // Demand stops at t=11. The panic window (t-6, t] holds only zeros from
+    // t=16, so the recommendation is 0 from t=16 and the last 1 was made at
+    // t=15; the scale-down window (t-60, t] lets it go at t=75.
+    for i in 11..75 {
+        assert_eq!(f.tick(0.0, f64::from(i)).replicas, 1, "t={i}");
+    }
+    let d = f.tick(0.0, 75.0);
+    assert_eq!((d.replicas, d.reason), (0, Reason::ScaleDown));
+}
+
+#[test]
+fn leaves_zero_only_above_the_activation_threshold() {
+    let mut f = Fleet::new(to_zero(), 0);
+    // No pods: in-flight is missing (a sum over no series), the queue shows
+    // demand. Queue 30 -> drain 30 x 1 s / 30 s = 1 <= 2: stay at zero.
+    let at_zero = |queue: f64, t: f64| Observation {
+        in_flight: Err(ReadError::Missing),
+        queue_depth: Some(at(queue, t)),
+        ready_replicas: 0,
+        current_replicas: 0,
+    };
+    let d = f.apply(at_zero(30.0, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (0, Reason::BelowActivation));
+    // Queue 90 (a fresh engine: no growth measured yet) -> drain 3 > 2:
+    // wake up with ceil(3 / 8) = 1 pod.
+    let mut f = Fleet::new(to_zero(), 0);
+    let d = f.apply(at_zero(90.0, 1.0), 1.0);
+    assert_eq!((d.replicas, d.reason), (1, Reason::ScaleUp));
+    // The queue growing from 30 to 90 in 60 s: growth 1 req/s x 1 s = 1,
+    // plus drain 3 -> 4 / 8 -> 1 pod as well; from 30 to 90 in 1 s the
+    // growth is 60 -> 63 / 8 -> 8 pods.
+    let mut f = Fleet::new(to_zero(), 0);
+    f.apply(at_zero(30.0, 0.0), 0.0);
+    assert_eq!(f.apply(at_zero(90.0, 60.0), 60.0).replicas, 1);
+    let mut f = Fleet::new(to_zero(), 0);
+    f.apply(at_zero(30.0, 0.0), 0.0);
+    assert_eq!(f.apply(at_zero(90.0, 1.0), 1.0).replicas, 8);
+}
+
+#[test]
+fn waking_from_zero_is_not_held_by_the_reverse_cooldown() {
+    let config = Config {
+        reverse_cooldown_secs: 60.0,
+        ..to_zero()
+    };
+    let mut f = Fleet::new(config, 0);
+    f.engine.restore_last_scale(0.0, Direction::Down);
+    let d = f.tick(16.0, 5.0); // 16 / 8 = 2 pods, 5 s after going to zero
+    assert_eq!((d.replicas, d.reason), (2, Reason::ScaleUp));
+}
+
+// --- bad data and fallback ------------------------------------------------------
+
+#[test]
+fn bad_data_holds_never_down_never_up() {
+    let now = 100.0;
+    let mut bad: Vec<Observation> = [
+        Err(ReadError::Missing),
+        Err(ReadError::Failed("timeout".into())),
+        at(f64::NAN, now),
+        at(f64::INFINITY, now),
+        at(-1.0, now),
+        at(500.0, now - 31.0), // stale: older than 30 s
+    ]
+    .into_iter()
+    .map(|in_flight| Observation {
+        in_flight,
+        ..obs(0.0, 10, now)
+    })
+    .collect();
+    // A good in-flight but a configured queue that is unreadable.
+    bad.push(Observation {
+        queue_depth: Some(Err(ReadError::Missing)),
+        ..obs(8.0, 10, now)
+    });
+    for o in bad {
+        let config = Config {
+            scale_down: no_steps(),
+            ..Config::default()
+        };
+        let mut e = Engine::new(config);
+        e.step(&obs(8.0, 10, now - 1.0), now - 1.0); // a good tick: 1 pod wanted
+        let d = e.step(&o, now);
+        assert_eq!(
+            (d.replicas, d.reason),
+            (10, Reason::MetricsInvalid),
+            "{o:?}"
+        );
+        assert_eq!(d.details.consecutive_failures, 1);
+    }
+}
+
+#[test]
+fn fallback_after_consecutive_failures_only_raises() {
+    let config = Config {
+        fallback: Some(Fallback {
+            after_failures: 3,
+            replicas: 6,
+        }),
+        ..bare()
+    };
+    let missing = |current: u32| Observation {
+        in_flight: Err(ReadError::Missing),
+        ..obs(0.0, current, 0.0)
+    };
+    let mut e = Engine::new(config.clone());
+    assert_eq!(e.step(&missing(2), 1.0).reason, Reason::MetricsInvalid);
+    assert_eq!(e.step(&missing(2), 2.0).reason, Reason::MetricsInvalid);
+    let d = e.step(&missing(2), 3.0);
+    assert_eq!((d.replicas, d.reason), (6, Reason::Fallback));
+    assert_eq!(d.details.consecutive_failures, 3);
+    // Above the fallback: bad data never scales down -> hold 10.
+    let mut e = Engine::new(config);
+    for t in 1..=3 {
+        let d = e.step(&missing(10), f64::from(t));
+        assert_eq!(d.replicas, 10);
+    }
+    assert_eq!(e.step(&missing(10), 4.0).reason, Reason::Fallback);
+    // A good tick resets the count.
+    let d = e.step(&obs(80.0, 10, 5.0), 5.0);
+    assert_eq!(d.details.consecutive_failures, 0);
+    let d = e.step(&missing(10), 6.0);
+    assert_eq!(
+        (d.reason, d.details.consecutive_failures),
+        (Reason::MetricsInvalid, 1)
+    );
+}
+
+// --- time, restarts, spec changes -------------------------------------------------
+
+#[test]
+fn a_step_back_in_time_counts_as_no_time_passing() {
+    let config = Config {
+        scale_up: DirectionRules {
+            period_secs: 15.0,
+            max_step_pods: Some(4),
+            ..no_steps()
+        },
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 2);
+    assert_eq!(f.tick(800.0, 100.0).replicas, 6);
+    // The caller's clock jumps back 50 s (sample stamped on it, so fresh):
+    // no panic, and the step period still counts from t=100.
+    let d = f.tick(800.0, 50.0);
+    assert_eq!((d.replicas, d.reason), (6, Reason::RateLimited));
+    assert_eq!(f.tick(800.0, 114.0).reason, Reason::RateLimited);
+    assert_eq!(f.tick(800.0, 115.0).replicas, 10);
+}
+
+#[test]
+fn warm_up_fills_the_windows_and_records_no_scale() {
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        scale_up: DirectionRules {
+            period_secs: 15.0,
+            max_step_pods: Some(4),
+            ..no_steps()
+        },
+        scale_down: DirectionRules {
+            stabilization_window_secs: 300.0,
+            ..no_steps()
+        },
+        ..bare()
+    };
+    // History: 300 s of demand 80 on 10 pods.
+    let history: Vec<(f64, Observation)> = (0..300)
+        .map(|i| (f64::from(i), obs(80.0, 10, f64::from(i))))
+        .collect();
+    let mut e = Engine::new(config.clone());
+    e.warm_up(&history);
+    // Live, demand drops to 8. The EWMA is warm: 8 + 72 x 2^(-1/30) = 78.4,
+    // not the 8 a cold engine would start from.
+    let d = e.step(&obs(8.0, 10, 300.0), 300.0);
+    let smoothed = d.details.smoothed.unwrap_or(0.0);
+    assert!((smoothed - (8.0 + 72.0 * (-1.0f64 / 30.0).exp2())).abs() < 1e-9);
+    // 120 s later the EWMA is 8 + 72 x 2^(-121/30) = 12.4 -> 2 pods, but the
+    // warm scale-down window still holds the 10s of the history.
+    let d = e.step(&obs(8.0, 10, 420.0), 420.0);
+    assert_eq!(d.details.recommended, 2);
+    assert_eq!((d.replicas, d.reason), (10, Reason::Stabilizing));
+    // Warm-up recorded no scale: a history that wanted a scale-up does not
+    // rate-limit the first live scale-up.
+    let history: Vec<(f64, Observation)> = (0..10)
+        .map(|i| (f64::from(i), obs(80.0, 2, f64::from(i))))
+        .collect();
+    let mut e = Engine::new(config);
+    e.warm_up(&history);
+    let d = e.step(&obs(80.0, 2, 10.0), 10.0);
+    assert_eq!((d.replicas, d.reason), (6, Reason::ScaleUp));
+}
+
+#[test]
+fn restored_last_scale_keeps_cooldown_and_step_period() {
+    let config = Config {
+        reverse_cooldown_secs: 60.0,
+        scale_up: DirectionRules {
+            period_secs: 15.0,
+            ..no_steps()
+        },
+        ..bare()
+    };
+    let mut e = Engine::new(config);
+    e.restore_last_scale(100.0, Direction::Up);
+    // Up wanted 5 s after the restored scale-up: step period.
+    assert_eq!(
+        e.step(&obs(80.0, 5, 105.0), 105.0).reason,
+        Reason::RateLimited
+    );
+    // Down wanted 10 s after it: cooldown.
+    assert_eq!(e.step(&obs(8.0, 5, 110.0), 110.0).reason, Reason::Cooldown);
+}
+
+#[test]
+fn set_config_keeps_the_history() {
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        ..bare()
+    };
+    let mut f = Fleet::new(config.clone(), 10);
+    f.tick(80.0, 0.0);
+    f.engine.set_config(Config {
+        max_replicas: 8,
+        ..config
+    });
+    assert_eq!(f.engine.config().max_replicas, 8);
+    // Smoothing continues (0 after one half-life from 80 -> 40, not 0).
+    let d = f.tick(0.0, 30.0);
+    assert_eq!(d.details.smoothed, Some(40.0));
+    assert_eq!((d.replicas, d.details.limited_by), (5, None));
+    // 8000 at t=31: EWMA 40 + (1 - 2^(-1/30)) x 7960 = 221 -> 28 pods -> max 8.
+    let d = f.tick(8000.0, 31.0);
+    assert_eq!(
+        (d.replicas, d.details.limited_by),
+        (8, Some(Limit::MaxReplicas))
+    );
+}
+
+#[test]
+fn dry_run_where_replicas_never_change_is_harmless() {
+    // The caller never applies the decisions: the engine asks again once
+    // per step period and never reverses.
+    let mut e = Engine::new(Config::default());
+    let mut ups = 0;
+    for i in 0..120 {
+        let t = f64::from(i);
+        let d = e.step(&obs(200.0, 2, t), t);
+        assert!(d.replicas >= 2);
+        if d.replicas > 2 {
+            ups += 1;
+        }
+    }
+    // 120 s, one step each 15 s period -> 8 scale-up decisions.
+    assert_eq!(ups, 8);
+}
+
+#[test]
+fn details_carry_the_numbers() {
+    let config = Config {
+        service_time_secs: Some(1.0),
+        ..bare()
+    };
+    let mut e = Engine::new(config);
+    let d = e.step(&with_queue(obs(40.0, 5, 0.0), 60.0, 0.0), 0.0);
+    let want = Details {
+        in_flight: Some(40.0),
+        queue_depth: Some(60.0),
+        demand: Some(40.0),
+        drain: Some(2.0),     // 60 x 1 / 30
+        smoothed: Some(42.0), // no smoothing: 40 + 2
+        panic_demand: Some(42.0),
+        forecast: None,
+        per_pod_target: 8.0,
+        recommended: 6, // ceil(42 / 8) = ceil(5.25)
+        limited_by: None,
+        in_panic: false,
+        consecutive_failures: 0,
+    };
+    assert_eq!(d.details, want);
+}
+
+#[test]
+fn names_for_status_events_and_metrics() {
+    assert_eq!(Reason::WithinTolerance.as_str(), "WithinTolerance");
+    assert_eq!(Reason::BelowActivation.to_string(), "BelowActivation");
+    assert_eq!(Limit::ScaleDownStep.as_str(), "ScaleDownStep");
+    assert_eq!(Direction::Up.as_str(), "Up");
+}
+
+// --- thrash ---------------------------------------------------------------------
+
+/// A tiny LCG (Knuth's MMIX constants) for deterministic noise in [-1, 1).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
+pub(crate) fn reversals(replicas: &[u32]) -> usize {
+    let mut last: Option<bool> = None;
+    let mut count = 0;
+    for pair in replicas.windows(2) {
+        if pair[1] == pair[0] {
+            continue;
+        }
+        let up = pair[1] > pair[0];
+        if last.is_some_and(|was_up| was_up != up) {
+            count += 1;
+        }
+        last = Some(up);
+    }
+    count
+}
+
+#[test]
+fn reversals_counts_direction_changes() {
+    assert_eq!(reversals(&[1, 2, 2, 3, 2, 2, 4, 5]), 2);
+    assert_eq!(reversals(&[5, 4, 3, 3, 1]), 0);
+}
+
+#[test]
+fn noisy_constant_demand_does_not_thrash_with_the_defaults() {
+    // 80 +- 30% every second for 3 minutes on the 10 pods it needs.
+    for seed in [1, 7, 42, 1234, 99_999] {
+        let mut noise = Lcg(seed);
+        let mut f = Fleet::new(Config::default(), 10);
+        let mut history = vec![f.replicas];
+        for i in 0..180 {
+            let demand = 80.0 * (1.0 + 0.3 * noise.next_unit());
+            history.push(f.tick(demand, f64::from(i)).replicas);
+        }
+        assert_eq!(reversals(&history), 0, "seed {seed}: {history:?}");
+        assert!(
+            history.iter().all(|&r| (10..=14).contains(&r)),
+            "seed {seed}: {history:?}"
+        );
+    }
+}
