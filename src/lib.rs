@@ -4,6 +4,10 @@
 //! engine), `metrics` (Prometheus), `actuate` (/scale and limit sinks),
 //! `controller` (the reconcile loop), `telemetry` (logs and /metrics), `sim`
 //! (the fleet simulator and peer autoscaler models).
+pub mod actuate;
 pub mod api;
+pub mod controller;
+pub mod metrics;
 pub mod scaling;
 pub mod sim;
+pub mod telemetry;

@@ -43,7 +43,10 @@ async fn crd_applies_and_valid_policy_gets_defaults() -> Result<()> {
     // The schema's defaults are filled in by the API server.
     let spec = &created.data["spec"];
     assert_eq!(spec["mode"], "Enforce", "mode defaults to Enforce: {spec}");
-    assert_eq!(spec["target"]["utilization"], 0.8, "utilization default: {spec}");
+    assert_eq!(
+        spec["target"]["utilization"], 0.8,
+        "utilization default: {spec}"
+    );
     Ok(())
 }
 
@@ -65,7 +68,10 @@ async fn invalid_policies_are_refused_with_clear_messages() -> Result<()> {
             .err()
             .with_context(|| format!("{case}: the API server accepted an invalid policy"))?;
         let message = err.to_string();
-        assert!(message.contains(must_mention), "{case}: unclear message: {message}");
+        assert!(
+            message.contains(must_mention),
+            "{case}: unclear message: {message}"
+        );
     }
     let mut bad_duration = policy("c", 1, 10, 10.0)?;
     bad_duration.data["spec"]["queueDrainTime"] = json!("soon");
@@ -75,7 +81,10 @@ async fn invalid_policies_are_refused_with_clear_messages() -> Result<()> {
         .err()
         .context("an unparseable duration was accepted")?
         .to_string();
-    assert!(message.contains("queueDrainTime"), "unclear message: {message}");
+    assert!(
+        message.contains("queueDrainTime"),
+        "unclear message: {message}"
+    );
     Ok(())
 }
 
@@ -89,12 +98,19 @@ async fn deployment_pods_become_ready_after_the_configured_delay() -> Result<()>
     create_deployment(&client, &ns.name, "web", 2).await?;
     wait_ready(&client, &ns.name, "web", 2, BED_TIMEOUT).await?;
     let took = started.elapsed();
-    assert!(took >= delay, "pods were Ready after {took:?}, before the configured delay {delay:?}");
+    assert!(
+        took >= delay,
+        "pods were Ready after {took:?}, before the configured delay {delay:?}"
+    );
 
     // Scaled by hand, as an operator would through /scale.
     let api = Api::<Deployment>::namespaced(client.clone(), &ns.name);
-    api.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
-        .await?;
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 4}})),
+    )
+    .await?;
     wait_ready(&client, &ns.name, "web", 4, BED_TIMEOUT).await?;
     Ok(())
 }
@@ -113,9 +129,15 @@ async fn loadsim_in_flight_follows_ready_replicas_in_prometheus() -> Result<()> 
     let _sim = LoadSim::start(&ns.name, "web", &load)?;
     let in_flight = format!("sum(http_requests_in_flight{{namespace=\"{}\"}})", ns.name);
     let queue = format!("sum(http_queue_depth{{namespace=\"{}\"}})", ns.name);
-    wait_for("in flight capped at one pod's limit", BED_TIMEOUT, || async {
-        Ok(prom_value(&in_flight).await?.filter(|v| (*v - 10.0).abs() < 0.5))
-    })
+    wait_for(
+        "in flight capped at one pod's limit",
+        BED_TIMEOUT,
+        || async {
+            Ok(prom_value(&in_flight)
+                .await?
+                .filter(|v| (*v - 10.0).abs() < 0.5))
+        },
+    )
     .await?;
     wait_for("a queue to build on one pod", BED_TIMEOUT, || async {
         Ok(prom_value(&queue).await?.filter(|v| *v > 5.0))
@@ -123,12 +145,22 @@ async fn loadsim_in_flight_follows_ready_replicas_in_prometheus() -> Result<()> 
     .await?;
 
     let api = Api::<Deployment>::namespaced(client.clone(), &ns.name);
-    api.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}})))
-        .await?;
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await?;
     wait_ready(&client, &ns.name, "web", 3, BED_TIMEOUT).await?;
-    wait_for("in flight to reach the offered 15 on three pods", BED_TIMEOUT, || async {
-        Ok(prom_value(&in_flight).await?.filter(|v| (*v - 15.0).abs() < 3.0))
-    })
+    wait_for(
+        "in flight to reach the offered 15 on three pods",
+        BED_TIMEOUT,
+        || async {
+            Ok(prom_value(&in_flight)
+                .await?
+                .filter(|v| (*v - 15.0).abs() < 3.0))
+        },
+    )
     .await?;
     wait_for("the queue to drain", BED_TIMEOUT, || async {
         Ok(prom_value(&queue).await?.filter(|v| *v < 1.0))

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 
 pub const BED_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,9 +32,14 @@ pub fn prometheus_url() -> String {
 /// A client for the bed's API server. Fails with a hint when the bed is down.
 pub async fn client() -> Result<Client> {
     if std::env::var_os("KUBECONFIG").is_none() {
-        bail!("KUBECONFIG is not set: run `make cluster-up` and `source {}/env`", bed_dir().display());
+        bail!(
+            "KUBECONFIG is not set: run `make cluster-up` and `source {}/env`",
+            bed_dir().display()
+        );
     }
-    Client::try_default().await.context("connecting to the bed's API server")
+    Client::try_default()
+        .await
+        .context("connecting to the bed's API server")
 }
 
 /// Polls `check` every 250 ms until it yields `Some`, or fails after `timeout`
@@ -55,7 +60,9 @@ where
         if Instant::now() >= deadline {
             return Err(anyhow!(
                 "timed out after {timeout:?} waiting for {what}{}",
-                last_error.map(|e| format!(" (last error: {e:#})")).unwrap_or_default()
+                last_error
+                    .map(|e| format!(" (last error: {e:#})"))
+                    .unwrap_or_default()
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -65,7 +72,6 @@ where
 /// A namespace of one scenario; deleted (without waiting) on drop.
 pub struct TestNamespace {
     pub name: String,
-    client: Client,
 }
 
 impl TestNamespace {
@@ -79,19 +85,24 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .with_context(|| format!("creating namespace {name}"))?;
-        Ok(TestNamespace { name, client: client.clone() })
+        Ok(TestNamespace { name })
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let client = self.client.clone();
         let name = self.name.clone();
-        // Drop cannot await: delete from a short-lived runtime on its own thread.
+        // Drop cannot await: delete from a short-lived runtime on its own
+        // thread, with its own client (a client's worker task lives on the
+        // runtime that made it, which is blocked here).
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Runtime::new() {
                 rt.block_on(async move {
-                    let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+                    if let Ok(client) = Client::try_default().await {
+                        let _ = Api::<Namespace>::all(client)
+                            .delete(&name, &DeleteParams::background())
+                            .await;
+                    }
                 });
             }
         })
@@ -121,7 +132,12 @@ pub fn deployment(name: &str, replicas: i32) -> Result<Deployment> {
     }))?)
 }
 
-pub async fn create_deployment(client: &Client, ns: &str, name: &str, replicas: i32) -> Result<Deployment> {
+pub async fn create_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<Deployment> {
     Api::<Deployment>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &deployment(name, replicas)?)
         .await
@@ -129,20 +145,32 @@ pub async fn create_deployment(client: &Client, ns: &str, name: &str, replicas: 
 }
 
 pub async fn ready_replicas(client: &Client, ns: &str, name: &str) -> Result<i32> {
-    let d = Api::<Deployment>::namespaced(client.clone(), ns).get(name).await?;
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
     Ok(d.status.and_then(|s| s.ready_replicas).unwrap_or(0))
 }
 
 pub async fn spec_replicas(client: &Client, ns: &str, name: &str) -> Result<i32> {
-    let d = Api::<Deployment>::namespaced(client.clone(), ns).get(name).await?;
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
     Ok(d.spec.replicas.unwrap_or(1))
 }
 
 /// Waits until the Deployment has exactly `n` ready replicas.
-pub async fn wait_ready(client: &Client, ns: &str, name: &str, n: i32, timeout: Duration) -> Result<()> {
-    wait_for(&format!("{ns}/{name} to have {n} ready replicas"), timeout, || async {
-        Ok((ready_replicas(client, ns, name).await? == n).then_some(()))
-    })
+pub async fn wait_ready(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    n: i32,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(
+        &format!("{ns}/{name} to have {n} ready replicas"),
+        timeout,
+        || async { Ok((ready_replicas(client, ns, name).await? == n).then_some(())) },
+    )
     .await
 }
 
@@ -168,7 +196,14 @@ pub struct LoadSim {
 impl LoadSim {
     pub fn start(ns: &str, deployment: &str, profile: &serde_json::Value) -> Result<LoadSim> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loadsim"))
-            .args(["--namespace", ns, "--deployment", deployment, "--listen", "127.0.0.1:0"])
+            .args([
+                "--namespace",
+                ns,
+                "--deployment",
+                deployment,
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .arg("--profile")
             .arg(profile.to_string())
             .stdout(Stdio::piped())
@@ -191,12 +226,17 @@ impl LoadSim {
         let targets = bed_dir().join("prometheus/targets");
         std::fs::create_dir_all(&targets)?;
         let target_file = targets.join(format!("loadsim-{ns}-{deployment}.json"));
-        let sd = serde_json::json!([{"targets": [addr], "labels": {"job": "loadsim", "scenario": ns}}]);
+        let sd =
+            serde_json::json!([{"targets": [addr], "labels": {"job": "loadsim", "scenario": ns}}]);
         // Write then rename, so Prometheus never reads half a file.
         let tmp = target_file.with_extension("tmp");
         std::fs::write(&tmp, sd.to_string())?;
         std::fs::rename(&tmp, &target_file)?;
-        Ok(LoadSim { child, addr, target_file })
+        Ok(LoadSim {
+            child,
+            addr,
+            target_file,
+        })
     }
 
     /// Replaces the arrival profile (loadsim's `PUT /profile`).
@@ -207,7 +247,10 @@ impl LoadSim {
             .send()
             .await?;
         if !response.status().is_success() {
-            bail!("loadsim refused the profile: {}", response.text().await.unwrap_or_default());
+            bail!(
+                "loadsim refused the profile: {}",
+                response.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -229,9 +272,13 @@ pub async fn ensure_crd(client: &Client) -> Result<()> {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let crd = inflight::api::crd();
     let name = crd.metadata.name.clone().context("the CRD has a name")?;
-    crds.patch(&name, &PatchParams::apply("inflight-e2e").force(), &Patch::Apply(&crd))
-        .await
-        .context("applying the ConcurrencyPolicy CRD")?;
+    crds.patch(
+        &name,
+        &PatchParams::apply("inflight-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("applying the ConcurrencyPolicy CRD")?;
     wait_for("the CRD to be Established", BED_TIMEOUT, || async {
         let crd = crds.get(&name).await?;
         let established = crd

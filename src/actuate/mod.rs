@@ -1,0 +1,8 @@
+//! Acting on the world: the target's `/scale` subresource (and, in a later
+//! change, the service's own concurrency-limit sinks).
+pub mod scale;
+
+/// The field manager inflight uses for every write it makes (scale patches,
+/// status, leases), so `kubectl get -o yaml --show-managed-fields` tells
+/// whose change it was.
+pub const FIELD_MANAGER: &str = "inflight";

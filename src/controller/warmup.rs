@@ -1,0 +1,188 @@
+//! Warming a fresh engine from Prometheus history, so a restart or a leader
+//! failover neither forgets the scale-down stabilization window nor decides
+//! on a cold smoothing window. One range query per metric, over the longest
+//! window the engine looks back on, at the sync period's step.
+use std::time::Duration;
+
+use crate::metrics::{MetricsError, PromClient};
+use crate::scaling::{Config, Observation, ReadError, Sample};
+
+/// Never look back further than this: an hour covers any sane
+/// stabilization window, and keeps the query cheap.
+const MAX_WARM_UP_SECS: f64 = 3600.0;
+
+/// How far back to warm up: the longest of the scale-down stabilization
+/// window, two smoothing half-lives (the EWMA then holds 75% of its
+/// weight), the panic window and the scale-up window; capped at an hour.
+pub fn warm_up_span(config: &Config) -> f64 {
+    let span = config
+        .scale_down
+        .stabilization_window_secs
+        .max(2.0 * config.smoothing_half_life_secs)
+        .max(config.panic.window_secs)
+        .max(config.scale_up.stabilization_window_secs);
+    if span.is_finite() {
+        span.clamp(0.0, MAX_WARM_UP_SECS)
+    } else {
+        MAX_WARM_UP_SECS
+    }
+}
+
+/// The step of the range query: the sync period, at least a second (finer
+/// than any scrape interval is only repeated points). With the span capped at
+/// an hour that is at most 3600 points, far under Prometheus' 11,000.
+pub fn warm_up_step(sync_period_secs: f64) -> f64 {
+    if sync_period_secs.is_finite() {
+        sync_period_secs.max(1.0)
+    } else {
+        1.0
+    }
+}
+
+/// The engine's history from the series of each metric. Points are aligned
+/// on the in-flight series' timestamps; a policy with a queue metric gets
+/// `Missing` where the queue series has no point. The replicas of the past
+/// are not known: the current ones stand in.
+pub fn history(
+    in_flight: &[Sample],
+    queue: Option<&[Sample]>,
+    current_replicas: u32,
+    ready_replicas: u32,
+) -> Vec<(f64, Observation)> {
+    in_flight
+        .iter()
+        .map(|sample| {
+            let queue_depth = queue.map(|series| {
+                series
+                    .iter()
+                    .find(|q| (q.timestamp - sample.timestamp).abs() < 1e-3)
+                    .copied()
+                    .ok_or(ReadError::Missing)
+            });
+            (
+                sample.timestamp,
+                Observation {
+                    in_flight: Ok(*sample),
+                    queue_depth,
+                    ready_replicas,
+                    current_replicas,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The rendered queries of a policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queries {
+    pub in_flight: String,
+    pub queue_depth: Option<String>,
+}
+
+/// Fetch the history of a policy's metrics from `now - span` to `now`.
+#[allow(clippy::too_many_arguments)]
+pub async fn fetch_history(
+    prometheus: &PromClient,
+    queries: &Queries,
+    config: &Config,
+    now: f64,
+    sync_period_secs: f64,
+    timeout: Duration,
+    current_replicas: u32,
+    ready_replicas: u32,
+) -> Result<Vec<(f64, Observation)>, MetricsError> {
+    let span = warm_up_span(config);
+    if span <= 0.0 {
+        return Ok(Vec::new());
+    }
+    let step = warm_up_step(sync_period_secs);
+    let start = now - span;
+    let in_flight = prometheus
+        .range(&queries.in_flight, start, now, step, timeout)
+        .await?;
+    let queue = match &queries.queue_depth {
+        Some(q) => Some(prometheus.range(q, start, now, step, timeout).await?),
+        None => None,
+    };
+    Ok(history(
+        &in_flight,
+        queue.as_deref(),
+        current_replicas,
+        ready_replicas,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(timestamp: f64, value: f64) -> Sample {
+        Sample { value, timestamp }
+    }
+
+    #[test]
+    fn span_is_the_longest_window() {
+        let mut config = Config::default();
+        assert_eq!(warm_up_span(&config), 300.0);
+        config.scale_down.stabilization_window_secs = 0.0;
+        assert_eq!(warm_up_span(&config), 60.0);
+        config.smoothing_half_life_secs = 1.0;
+        assert_eq!(warm_up_span(&config), 6.0);
+        config.scale_down.stabilization_window_secs = 86_400.0;
+        assert_eq!(warm_up_span(&config), MAX_WARM_UP_SECS);
+    }
+
+    #[test]
+    fn step_is_the_sync_period_but_at_least_a_second() {
+        assert_eq!(warm_up_step(5.0), 5.0);
+        assert_eq!(warm_up_step(0.1), 1.0);
+        assert_eq!(warm_up_step(f64::NAN), 1.0);
+    }
+
+    #[test]
+    fn history_aligns_queue_on_in_flight_timestamps() {
+        let in_flight = [s(100.0, 10.0), s(105.0, 12.0), s(110.0, 14.0)];
+        let queue = [s(100.0, 1.0), s(110.0, 3.0)];
+        let h = history(&in_flight, Some(&queue), 4, 3);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0].0, 100.0);
+        assert_eq!(h[0].1.queue_depth, Some(Ok(s(100.0, 1.0))));
+        assert_eq!(h[1].1.queue_depth, Some(Err(ReadError::Missing)));
+        assert_eq!(h[2].1.in_flight, Ok(s(110.0, 14.0)));
+        assert!(
+            h.iter()
+                .all(|(_, o)| o.current_replicas == 4 && o.ready_replicas == 3)
+        );
+    }
+
+    #[test]
+    fn history_without_queue_metric_has_no_queue() {
+        let h = history(&[s(1.0, 2.0)], None, 1, 1);
+        assert_eq!(h[0].1.queue_depth, None);
+    }
+
+    #[test]
+    fn warm_up_history_feeds_the_engine_windows() {
+        // Five minutes at 160 in flight (20 pods at 8 per pod), then 80 now.
+        // A cold engine would smooth to 80 at once; a warmed one remembers
+        // the 160 (half-life 30s) and does not scale down inside the window.
+        let config = Config {
+            max_replicas: 50,
+            ..Config::default()
+        };
+        let series: Vec<Sample> = (0..60).map(|i| s(f64::from(i) * 5.0, 160.0)).collect();
+        let mut engine = crate::scaling::Engine::new(config);
+        engine.warm_up(&history(&series, None, 20, 20));
+        let now = 300.0;
+        let obs = Observation {
+            in_flight: Ok(s(now, 80.0)),
+            queue_depth: None,
+            ready_replicas: 20,
+            current_replicas: 20,
+        };
+        let decision = engine.step(&obs, now);
+        let smoothed = decision.details.smoothed.unwrap();
+        assert!(smoothed > 140.0, "warm EWMA expected, got {smoothed}");
+        assert_eq!(decision.replicas, 20);
+    }
+}
