@@ -64,5 +64,20 @@ e2e-run:
 
 ## Benchmarks and demos ---------------------------------------------------------
 
+# The README's first command: inflight scaling a simulated workload on the bed.
+demo: cluster-up
+	$(CARGO) build --bins
+	e2e/demo.sh
+
+# The simulator on a shipped trace; no cluster needed.
 demo-sim:
-	$(CARGO) run --release -- simulate --trace ../shared/traces/azure_llm_inference_conv_2023.csv --scale 10 --compare hpa,keda,kpa --plot sim.svg
+	$(CARGO) run --release -- simulate --trace ../shared/traces/azure_llm_inference_conv_2023.csv --scale 500 --compare hpa,keda,kpa --plot sim.svg
+
+# Every trace and synthetic profile, every autoscaler: bench/results.md and plots.
+bench:
+	$(CARGO) run --release --example bench -- --traces ../shared/traces --out bench
+
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# Needs a Docker engine with BuildKit (not available on the project's machines).
+image:
+	docker build -t inflight:$(VERSION) .
