@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod scaling;
 pub mod sim;
 pub mod telemetry;
+pub mod tls;

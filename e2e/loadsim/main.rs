@@ -103,10 +103,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    // kube asks rustls for ring, another dependency for aws-lc-rs; with both
-    // compiled in, rustls panics on the first TLS connection unless one is
-    // chosen for the process. Err only means one is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    inflight::tls::install_crypto_provider();
     if args.tick.is_zero() {
         anyhow::bail!("--tick must be > 0");
     }

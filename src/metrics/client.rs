@@ -90,6 +90,7 @@ impl PromClient {
                 cfg.address
             )));
         }
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("inflight/", env!("CARGO_PKG_VERSION")))
             .default_headers(auth_headers(&cfg.auth)?);

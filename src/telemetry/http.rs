@@ -131,6 +131,7 @@ mod tests {
                 let _ = stopped.await;
             },
         ));
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::new();
         let get = |path: &str| http.get(format!("{base}{path}")).send();
 
