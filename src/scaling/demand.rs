@@ -8,6 +8,15 @@
 //! - drain = backlog x service time / `queue_drain_secs`: the extra
 //!   concurrency that empties the backlog within the drain time. It is added
 //!   on top, never folded into the steady fleet.
+//! - saturation: once every ready pod is full (in-flight per ready pod at
+//!   `concurrency_per_pod` or more) and requests are waiting, the readings no longer measure demand: in-flight is capped by
+//!   capacity, and a bounded queue stops growing once full (arrivals beyond
+//!   it are dropped, unseen). Demand is then at least what is in the system,
+//!   but how much more is unknown. Like TCP's slow start, the engine assumes
+//!   [`SATURATION_GROWTH`] times the in-flight, bounded by in-flight plus
+//!   backlog: each time the new pods become ready, the fleet can double
+//!   again, until it stops being saturated and the readings measure demand.
+//!   This floor feeds the short (panic) window, not the smoothed one.
 use super::smoothing::Ewma;
 use super::types::{Config, Observation, Reading, Sample};
 
@@ -17,6 +26,17 @@ use super::types::{Config, Observation, Reading, Sample};
 /// strictly needed); batch workers with longer jobs should set the service
 /// time.
 pub const ASSUMED_SERVICE_TIME_SECS: f64 = 1.0;
+
+/// Under saturation, demand is taken to be at least this multiple of the
+/// in-flight requests (see the module docs): one doubling per pod start-up,
+/// enough to enter panic at the default threshold (2.0) with the default
+/// utilization (0.8).
+pub const SATURATION_GROWTH: f64 = 2.0;
+
+/// Saturation needs in-flight per ready pod at this fraction of
+/// `concurrency_per_pod` or more: a full pod's in-flight, sampled, reads a
+/// little below its limit.
+pub const SATURATION_FILL: f64 = 0.95;
 
 /// The readings of one tick, once they passed the sanity checks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,23 +111,45 @@ impl QueueGrowth {
     }
 }
 
-/// Steady demand and drain for one tick, in concurrency.
+/// Steady demand, drain and the saturation floor for one tick, in
+/// concurrency.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Demand {
     pub steady: f64,
     pub drain: f64,
+    /// The least demand a saturated fleet implies (0 when not saturated).
+    pub saturation: f64,
 }
 
 impl Demand {
+    /// Demand as the readings measure it: steady plus drain.
     pub(crate) fn total(&self) -> f64 {
         self.steady + self.drain
     }
+
+    /// Demand for the short window: the measured total, or the saturation
+    /// floor when that is higher.
+    pub(crate) fn burst(&self) -> f64 {
+        self.total().max(self.saturation)
+    }
+}
+
+/// The saturation floor (see the module docs): 0 unless every ready pod is
+/// full and requests are waiting.
+pub(crate) fn saturation(readings: &Readings, ready: u32, config: &Config) -> f64 {
+    let backlog = readings.queue.map_or(0.0, |q| q.value);
+    let in_flight = readings.in_flight;
+    let full = f64::from(ready) * config.concurrency_per_pod * SATURATION_FILL;
+    if ready == 0 || in_flight < full || backlog <= 0.0 {
+        return 0.0;
+    }
+    (in_flight * SATURATION_GROWTH).min(in_flight + backlog)
 }
 
 /// Demand from validated readings and the queue's growth rate. An empty
 /// queue has no growth to speak of: a negative rate left over from its
 /// draining is ignored once it is empty.
-pub(crate) fn demand(readings: &Readings, growth: f64, config: &Config) -> Demand {
+pub(crate) fn demand(readings: &Readings, growth: f64, ready: u32, config: &Config) -> Demand {
     let service_time = config
         .service_time_secs
         .unwrap_or(ASSUMED_SERVICE_TIME_SECS);
@@ -119,7 +161,11 @@ pub(crate) fn demand(readings: &Readings, growth: f64, config: &Config) -> Deman
     };
     let steady = (readings.in_flight + growth * service_time).max(0.0);
     let drain = backlog * service_time / config.queue_drain_secs;
-    Demand { steady, drain }
+    Demand {
+        steady,
+        drain,
+        saturation: saturation(readings, ready, config),
+    }
 }
 
 #[cfg(test)]
@@ -248,16 +294,18 @@ mod tests {
             }),
         };
         // steady = 40 + 10 req/s x 0.5 s = 45; drain = 120 x 0.5 / 30 = 2.
-        let d = demand(&readings, 10.0, &config);
+        // 5 ready pods of 10 are not full with 40 in flight: no saturation.
+        let d = demand(&readings, 10.0, 5, &config);
         assert_eq!(
             d,
             Demand {
                 steady: 45.0,
-                drain: 2.0
+                drain: 2.0,
+                saturation: 0.0,
             }
         );
         // A draining queue (-100 req/s) cannot make demand negative.
-        assert_eq!(demand(&readings, -100.0, &config).steady, 0.0);
+        assert_eq!(demand(&readings, -100.0, 5, &config).steady, 0.0);
     }
 
     #[test]
@@ -272,10 +320,11 @@ mod tests {
         };
         // steady = 8 + 2 req/s x 1 s = 10; drain = 60 x 1 / 30 = 2.
         assert_eq!(
-            demand(&readings, 2.0, &config),
+            demand(&readings, 2.0, 1, &config),
             Demand {
                 steady: 10.0,
-                drain: 2.0
+                drain: 2.0,
+                saturation: 0.0,
             }
         );
     }
@@ -291,11 +340,44 @@ mod tests {
             }),
         };
         assert_eq!(
-            demand(&readings, -5.0, &config),
+            demand(&readings, -5.0, 1, &config),
             Demand {
                 steady: 8.0,
-                drain: 0.0
+                drain: 0.0,
+                saturation: 0.0,
             }
         );
+    }
+
+    #[test]
+    fn a_saturated_fleet_implies_growth_bounded_by_what_is_in_the_system() {
+        let config = Config::default(); // 10 per pod; full at 9.5 per ready pod
+        let readings = |in_flight: f64, queue: f64| Readings {
+            in_flight,
+            queue: Some(Sample {
+                value: queue,
+                timestamp: 0.0,
+            }),
+        };
+        // 4 pods, 40 in flight, 400 waiting: saturated; min(2 x 40, 40 + 400) = 80.
+        assert_eq!(saturation(&readings(40.0, 400.0), 4, &config), 80.0);
+        // A short backlog bounds the floor: min(80, 40 + 5) = 45; an empty
+        // queue is no saturation.
+        assert_eq!(saturation(&readings(40.0, 5.0), 4, &config), 45.0);
+        assert_eq!(saturation(&readings(40.0, 0.0), 4, &config), 0.0);
+        // 37 in flight on 4 pods is below 4 x 9.5 = 38: not full.
+        assert_eq!(saturation(&readings(37.0, 400.0), 4, &config), 0.0);
+        // No ready pod or no queue metric: never saturated.
+        assert_eq!(saturation(&readings(40.0, 400.0), 0, &config), 0.0);
+        let no_queue = Readings {
+            in_flight: 40.0,
+            queue: None,
+        };
+        assert_eq!(saturation(&no_queue, 4, &config), 0.0);
+        // The floor is part of burst(), not of the measured total.
+        let d = demand(&readings(40.0, 400.0), 0.0, 4, &config);
+        assert_eq!(d.saturation, 80.0);
+        assert_eq!(d.total(), 40.0 + 400.0 * 1.0 / 30.0);
+        assert_eq!(d.burst(), 80.0);
     }
 }

@@ -22,7 +22,10 @@ pub struct Engine {
     queue_growth: QueueGrowth,
     steady: Ewma,
     holt: Holt,
+    /// Demand with the saturation floor, over the panic window.
     panic_samples: TimedWindow<f64>,
+    /// Measured demand (no saturation floor), over the panic window.
+    recent_samples: TimedWindow<f64>,
     panic: PanicState,
     recommendations: TimedWindow<u32>,
     failures: u32,
@@ -39,6 +42,8 @@ struct Signals {
     smoothed: f64,
     forecast: Option<f64>,
     panic_demand: f64,
+    /// Mean measured demand over the panic window.
+    recent_demand: f64,
     in_panic: bool,
 }
 
@@ -52,6 +57,7 @@ impl Engine {
             steady: Ewma::default(),
             holt: Holt::default(),
             panic_samples: TimedWindow::default(),
+            recent_samples: TimedWindow::default(),
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
             failures: 0,
@@ -152,7 +158,7 @@ impl Engine {
         let growth = readings.queue.map_or(0.0, |q| {
             self.queue_growth.observe(q, config.panic.window_secs)
         });
-        let demand = demand::demand(&readings, growth, config);
+        let demand = demand::demand(&readings, growth, ready, config);
         if !demand.total().is_finite() {
             return None;
         }
@@ -170,9 +176,12 @@ impl Engine {
             .and_then(|p| self.holt.forecast(p.horizon_secs))
             .map(|f| f + demand.drain);
         let window = config.panic.window_secs;
-        self.panic_samples.push(t, demand.total());
+        self.panic_samples.push(t, demand.burst());
         self.panic_samples.prune(t, window);
-        let panic_demand = mean_within(&self.panic_samples, t, window).unwrap_or(demand.total());
+        let panic_demand = mean_within(&self.panic_samples, t, window).unwrap_or(demand.burst());
+        self.recent_samples.push(t, demand.total());
+        self.recent_samples.prune(t, window);
+        let recent_demand = mean_within(&self.recent_samples, t, window).unwrap_or(demand.total());
         let triggered = panic::triggered(panic_demand, ready, self.per_pod_target(), config);
         let in_panic = self
             .panic
@@ -183,13 +192,15 @@ impl Engine {
             smoothed,
             forecast,
             panic_demand,
+            recent_demand,
             in_panic,
         })
     }
 
     fn decide(&mut self, obs: &Observation, s: &Signals, t: f64) -> Decision {
         let per_pod = self.per_pod_target();
-        let stable_rec = self.stable_recommendation(s, per_pod);
+        let (stable_rec, within_tolerance) =
+            self.stable_recommendation(s, per_pod, obs.current_replicas);
         let recommended = if s.in_panic {
             stable_rec.max(pods_for(s.panic_demand, per_pod))
         } else {
@@ -207,6 +218,7 @@ impl Engine {
             recommended,
             stabilized,
             in_panic: s.in_panic,
+            within_tolerance,
             demand: s.demand.total(),
             last_scale: self.last_scale,
             last_up: self.last_up,
@@ -231,18 +243,56 @@ impl Engine {
         decision(outcome, details)
     }
 
-    /// Pods for the stable path: the smoothed demand, raised (never lowered)
-    /// by the forecast; any demand needs a pod. For a policy that may scale
-    /// to zero, the recommendation is zero once the whole panic window saw
-    /// no demand at all (an EWMA never decays to exactly zero); the
-    /// scale-down window then makes that last its full length.
-    fn stable_recommendation(&self, s: &Signals, per_pod: f64) -> u32 {
+    /// Pods for the stable path, and whether that is the current count only
+    /// because demand is within the tolerance band.
+    ///
+    /// Demand for the stable path follows the short window up at once and
+    /// the smoothed demand down: the larger of the smoothed demand, the
+    /// mean measured demand over the panic window and the forecast (a
+    /// forecast only raises it). The saturation floor, a guess, drives only
+    /// the panic path: it never enters the scale-down window. Any demand
+    /// needs a pod.
+    ///
+    /// As in HPA, the tolerance applies to the usage ratio, demand /
+    /// (current x per-pod target), before rounding, not to the rounded pod
+    /// counts (at 7 to 12 pods any one-pod move would leave a 10% band).
+    /// Unlike HPA it holds only scale-downs: below the current count and
+    /// within `1 - tolerance` of it, the recommendation is the current count,
+    /// and as such enters the scale-down window; further below, it is the
+    /// pods for demand x (1 + tolerance), so a fleet that shrank scales up
+    /// again only once demand has risen by the tolerance (hysteresis). For a policy that
+    /// may scale to zero, the recommendation is zero once the whole panic
+    /// window saw no demand at all (an EWMA never decays to exactly zero);
+    /// the scale-down window then makes that last its full length.
+    fn stable_recommendation(&self, s: &Signals, per_pod: f64, current: u32) -> (u32, bool) {
         let idle = s.panic_demand <= 0.0 && s.demand.total() <= 0.0;
         if idle && self.config.min_replicas == 0 {
-            return 0;
+            return (0, false);
         }
-        let stable_demand = s.smoothed.max(s.forecast.unwrap_or(0.0));
-        pods_for(stable_demand, per_pod).max(1)
+        let stable_demand = s
+            .smoothed
+            .max(s.recent_demand)
+            .max(s.forecast.unwrap_or(0.0));
+        let ratio = stable_demand / (f64::from(current) * per_pod);
+        // The slack keeps a ratio of exactly 1 +- tolerance inside the band.
+        // The band holds scale-downs only (a hysteresis): any demand above
+        // the fleet's planned capacity adds pods, since under-provisioning
+        // costs SLO and the utilization target is the headroom. The slack
+        // keeps a ratio of exactly 1 - tolerance inside the band.
+        if current > 0 && ratio <= 1.0 && 1.0 - ratio <= self.config.tolerance + 1e-9 {
+            return (current, true);
+        }
+        if current > 0 && ratio < 1.0 {
+            // Below the band: down, but only as far as leaves the tolerance
+            // as headroom, so the next scale-up needs demand to rise by the
+            // tolerance, not by one noisy sample.
+            let margin = 1.0 + self.config.tolerance;
+            let down = pods_for(stable_demand * margin, per_pod)
+                .max(1)
+                .min(current);
+            return (down, down == current);
+        }
+        (pods_for(stable_demand, per_pod).max(1), false)
     }
 
     /// Records the (bounded) recommendation and applies the windows.

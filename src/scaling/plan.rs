@@ -1,5 +1,5 @@
-//! From recommendation to action: zero and activation, tolerance band,
-//! reverse cooldown, step periods and step sizes, then the min/max bounds,
+//! From recommendation to action: zero and activation (the tolerance band
+//! is applied to the usage ratio before, in the engine), reverse cooldown, step periods and step sizes, then the min/max bounds,
 //! which win over everything else.
 use super::limits::{bounds, clamp, down_limit, up_limit};
 use super::types::{Config, Direction, Limit, Reason};
@@ -17,6 +17,9 @@ pub(crate) struct PlanInput<'a> {
     /// The current replicas moved as far as the stabilization windows allow.
     pub stabilized: u32,
     pub in_panic: bool,
+    /// The stable recommendation is the current count because demand is
+    /// within the tolerance band (for the reason only).
+    pub within_tolerance: bool,
     /// This tick's total demand (for the activation threshold).
     pub demand: f64,
     pub last_scale: Option<(f64, Direction)>,
@@ -57,11 +60,6 @@ pub(crate) fn plan(input: &PlanInput) -> Outcome {
     } else {
         Direction::Down
     };
-    let ratio = f64::from(target) / f64::from(current);
-    // The slack keeps 11/10 (0.1000000000000001 in floats) inside a 0.1 band.
-    if current > 0 && (ratio - 1.0).abs() <= config.tolerance + 1e-9 {
-        return Outcome::hold(current, Reason::WithinTolerance);
-    }
     // A burst (panic) or waking from zero cannot wait for a cooldown.
     let urgent = direction == Direction::Up && (input.in_panic || current == 0);
     if !urgent && reverses_too_soon(input, direction) {
@@ -91,6 +89,8 @@ fn target(input: &PlanInput) -> u32 {
 fn steady_reason(input: &PlanInput) -> Reason {
     if input.in_panic {
         Reason::Panic
+    } else if input.within_tolerance {
+        Reason::WithinTolerance
     } else if clamp(input.recommended, bounds(input.config)) == input.current {
         Reason::Steady
     } else {

@@ -23,7 +23,9 @@ pub struct Config {
     pub panic: PanicConfig,
     /// `None` disables the forecast.
     pub prediction: Option<PredictionConfig>,
-    /// Relative band around the current replicas inside which nothing changes.
+    /// Scale-down hysteresis on the usage ratio demand / (current x per-pod
+    /// target): no scale-down while the ratio is >= 1 - tolerance, and a
+    /// scale-down keeps this fraction of headroom. Scale-up has no band.
     pub tolerance: f64,
     pub scale_up: DirectionRules,
     pub scale_down: DirectionRules,
