@@ -5,10 +5,11 @@
 use inflight::api::{
     self, DURATION_PATTERN, HORIZON_PATTERN, SpecError, parse_duration,
     v1alpha1::{
-        ConcurrencyPolicy, ConcurrencyPolicySpec, ConcurrencyPolicyStatus, DecisionSummary, Mode,
-        ScaleDirection, condition,
+        AdaptiveStatus, ConcurrencyPolicy, ConcurrencyPolicySpec, ConcurrencyPolicyStatus,
+        DecisionSummary, LimitValue, LimitsStatus, Mode, ScaleDirection, SinkStatus, condition,
     },
 };
+use inflight::scaling::adaptive::AdaptiveConfig;
 use inflight::scaling::{Config, DirectionRules, Fallback, PanicConfig, PredictionConfig};
 use serde_json::{Value, json};
 
@@ -419,7 +420,20 @@ fn full_policy_is_admitted_and_converts_to_the_engine_config() {
     let spec = &policy.spec;
     assert_eq!(spec.mode, Mode::DryRun);
     assert_eq!(spec.sync_period_secs(), Ok(Some(5.0)));
-    assert_eq!(spec.limits.as_ref().and_then(|l| l.per_pod), Some(12));
+    let limits = spec.limits.as_ref().unwrap();
+    assert_eq!(limits.per_pod, Some(12));
+    let values: Vec<LimitValue> = limits.sinks.iter().map(|s| s.value).collect();
+    assert_eq!(
+        values,
+        [LimitValue::PerPod, LimitValue::Total, LimitValue::Total]
+    );
+    assert_eq!(
+        limits.sinks[2].field.as_ref().unwrap().pointer,
+        "/spec/trafficPolicy/connectionPool/http/http2MaxRequests"
+    );
+    assert!(spec.metrics.latency.is_some());
+    assert!(!spec.target_follows_limits());
+    assert_eq!(spec.adaptive_config(), Ok(None));
     assert!(spec.metrics.empty_is_zero);
     let prometheus = spec.metrics.prometheus.as_ref().unwrap();
     assert_eq!(
@@ -905,6 +919,31 @@ fn a_full_status_fits_the_schema() {
             limited_by: None,
         }),
         lead_time_seconds: Some(21.5),
+        limits: Some(LimitsStatus {
+            per_pod: 12,
+            total: 48,
+            pods: 4,
+            adaptive: Some(AdaptiveStatus {
+                limit: 11.8,
+                latency_seconds: Some(0.1234),
+                baseline_seconds: Some(0.1),
+                held: Some("AppLimited".into()),
+            }),
+            sinks: vec![
+                SinkStatus {
+                    sink: "ConfigMap checkout-limits key maxConcurrency".into(),
+                    value: Some(12),
+                    state: "Synced".into(),
+                    message: None,
+                },
+                SinkStatus {
+                    sink: "DestinationRule checkout /spec/x".into(),
+                    value: None,
+                    state: "NotFound".into(),
+                    message: Some("DestinationRule/checkout not found in namespace shop".into()),
+                },
+            ],
+        }),
     };
     let mut object = fixture("policy-minimal.yaml");
     set(
@@ -917,6 +956,10 @@ fn a_full_status_fits_the_schema() {
     assert_eq!(
         admitted["status"]["lastScaleTime"],
         json!("2026-01-02T03:04:05Z")
+    );
+    assert_eq!(
+        admitted["status"]["limits"]["sinks"][1]["state"],
+        json!("NotFound")
     );
     let back: ConcurrencyPolicy = serde_json::from_value(admitted).unwrap();
     assert_eq!(back.status, Some(status));
@@ -960,4 +1003,220 @@ fn descriptions_state_the_defaults() {
     let mut wrong = Vec::new();
     walk(&schema()["properties"]["spec"], "spec", &mut wrong);
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Limits: fixed or adaptive, their sinks, and the one-knob target.
+
+/// The adaptive policy, as the API server stores it: the adaptive knobs and
+/// the sinks' value get their defaults.
+#[test]
+fn adaptive_policy_gets_its_defaults_and_follows_the_limit() {
+    let admitted = admit(&fixture("policy-adaptive.yaml")).unwrap();
+    let limits = &admitted["spec"]["limits"];
+    assert_eq!(
+        limits["adaptive"],
+        json!({
+            "min": 1, "max": 100, "initial": 8, "tolerance": 1.1,
+            "smoothingHalfLife": "30s", "baselineWindow": "10m",
+        })
+    );
+    assert_eq!(limits["sinks"][0]["value"], json!("PerPod"));
+    assert_eq!(limits["sinks"][1]["value"], json!("Total"));
+    assert!(
+        admitted["spec"]["target"]
+            .get("concurrencyPerPod")
+            .is_none()
+    );
+
+    let spec = spec_of(&admitted);
+    assert!(spec.target_follows_limits());
+    // Until the controller has an adaptive limit, the engine plans pods for
+    // the initial one.
+    let config = spec.engine_config(None).unwrap();
+    assert_eq!(config.concurrency_per_pod, 8.0);
+    assert_eq!(config.utilization, 0.9);
+    assert_eq!(
+        spec.adaptive_config(),
+        Ok(Some(AdaptiveConfig {
+            min_limit: 1.0,
+            max_limit: 100.0,
+            initial_limit: 8.0,
+            tolerance: 1.1,
+            smoothing_half_life_secs: 30.0,
+            baseline_window_secs: 600.0,
+        }))
+    );
+    assert_eq!(spec.validate(), Ok(()));
+    // Serde fills in the same defaults as the schema, and both are the
+    // controller's documented defaults.
+    assert_eq!(spec_of(&fixture("policy-adaptive.yaml")), spec);
+    let engine = AdaptiveConfig::default();
+    let config = spec.adaptive_config().unwrap().unwrap();
+    assert_eq!(
+        (
+            config.min_limit,
+            config.tolerance,
+            config.smoothing_half_life_secs,
+            config.baseline_window_secs
+        ),
+        (
+            engine.min_limit,
+            engine.tolerance,
+            engine.smoothing_half_life_secs,
+            engine.baseline_window_secs
+        )
+    );
+
+    // Without initial, the adaptive limit starts at min.
+    let mut object = fixture("policy-adaptive.yaml");
+    remove(&mut object, "/spec/limits/adaptive/initial");
+    set(&mut object, "/spec/limits/adaptive/min", json!(4));
+    let spec = spec_of(&admit(&object).unwrap());
+    assert_eq!(spec.engine_config(None).unwrap().concurrency_per_pod, 4.0);
+
+    // A fixed perPod drives the target just the same.
+    let fixed = with(
+        &fixture("policy-adaptive.yaml"),
+        "/spec/limits",
+        json!({"perPod": 12}),
+    );
+    let spec = spec_of(&admit(&fixed).unwrap());
+    assert_eq!(spec.engine_config(None).unwrap().concurrency_per_pod, 12.0);
+}
+
+/// (change to the adaptive fixture, what the schema says, the field the
+/// conversion names)
+#[test]
+fn bad_limits_are_rejected_by_schema_and_conversion() {
+    let adaptive = fixture("policy-adaptive.yaml");
+    let cases: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "/spec/limits/perPod",
+            json!(12),
+            "set exactly one of limits.perPod and limits.adaptive",
+            "spec.limits",
+        ),
+        (
+            "/spec/limits",
+            json!({"sinks": []}),
+            "set exactly one of limits.perPod and limits.adaptive",
+            "spec.limits",
+        ),
+        (
+            "/spec/limits/adaptive/min",
+            json!(200),
+            "adaptive.min must be less than or equal to adaptive.max",
+            "spec.limits.adaptive.max",
+        ),
+        (
+            "/spec/limits/adaptive/initial",
+            json!(101),
+            "adaptive.initial must be within [min, max]",
+            "spec.limits.adaptive.initial",
+        ),
+        (
+            "/spec/limits/adaptive/tolerance",
+            json!(1.0),
+            ".spec.limits.adaptive.tolerance",
+            "spec.limits.adaptive.tolerance",
+        ),
+        (
+            "/spec/limits/adaptive/smoothingHalfLife",
+            json!("0s"),
+            "greater than zero",
+            "spec.limits.adaptive.smoothingHalfLife",
+        ),
+        (
+            "/spec/limits/adaptive/baselineWindow",
+            json!("soon"),
+            ".spec.limits.adaptive.baselineWindow",
+            "spec.limits.adaptive.baselineWindow",
+        ),
+        (
+            "/spec/limits/sinks/0/annotation",
+            json!({"key": "example.com/limit"}),
+            "set exactly one of configMap, annotation and field",
+            "spec.limits.sinks[0]",
+        ),
+        (
+            "/spec/limits/sinks/1/field/pointer",
+            json!("/spec//maxParallelRequests"),
+            ".spec.limits.sinks[1].field.pointer",
+            "spec.limits.sinks[1].field.pointer",
+        ),
+        (
+            "/spec/limits/sinks/0/configMap/key",
+            json!("max concurrency"),
+            ".spec.limits.sinks[0].configMap.key",
+            "spec.limits.sinks[0].configMap.key",
+        ),
+    ];
+    for (pointer, bad, schema_says, conversion_names) in cases {
+        let object = with_at(&adaptive, pointer, bad.clone());
+        assert_rejected(&object, schema_says);
+        let spec: ConcurrencyPolicySpec = serde_json::from_value(object["spec"].clone())
+            .unwrap_or_else(|e| panic!("{pointer} = {bad}: {e}"));
+        let all = spec.validate().unwrap_err();
+        assert!(
+            all.iter().any(|e| e.field == conversion_names),
+            "{pointer} = {bad}: {all:?}"
+        );
+    }
+
+    // Pointers the schema cannot tell apart: the conversion refuses to let
+    // a sink own metadata or status.
+    let object = with_at(
+        &adaptive,
+        "/spec/limits/sinks/1/field/pointer",
+        json!("/metadata/annotations/x"),
+    );
+    admit(&object).unwrap();
+    let errors = spec_of(&object).validate().unwrap_err();
+    assert_eq!(errors[0].field, "spec.limits.sinks[1].field.pointer");
+    assert!(
+        errors[0].problem.contains("cannot write /metadata"),
+        "{errors:?}"
+    );
+
+    // The adaptive limit needs a latency query.
+    let mut object = fixture("policy-adaptive.yaml");
+    remove(&mut object, "/spec/metrics/latency");
+    assert_rejected(&object, "limits.adaptive needs metrics.latency");
+    let errors = spec_of(&object).validate().unwrap_err();
+    assert_eq!(errors[0].field, "spec.metrics.latency");
+
+    // No concurrencyPerPod and no limits: nothing sizes the pods.
+    let mut object = fixture("policy-adaptive.yaml");
+    remove(&mut object, "/spec/limits");
+    assert_rejected(
+        &object,
+        "target.concurrencyPerPod is required unless limits is set",
+    );
+    let err = spec_of(&object).engine_config(None).unwrap_err();
+    assert_eq!(err.field, "spec.target.concurrencyPerPod");
+
+    // At most 16 sinks.
+    let sink = json!({"configMap": {"name": "a", "key": "k"}});
+    let object = with(&adaptive, "/spec/limits/sinks", json!(vec![sink; 17]));
+    // (The offline admission does not check maxItems; the API server does.)
+    assert_eq!(
+        schema()["properties"]["spec"]["properties"]["limits"]["properties"]["sinks"]["maxItems"],
+        json!(16)
+    );
+    let errors = spec_of(&object).validate().unwrap_err();
+    assert_eq!(errors[0].field, "spec.limits.sinks");
+}
+
+/// `base` with `value` at `pointer`, whose parent exists (lists included).
+fn with_at(base: &Value, pointer: &str, value: Value) -> Value {
+    let mut object = base.clone();
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    object
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("no {parent}"))
+        .as_object_mut()
+        .unwrap()
+        .insert(key.to_string(), value);
+    object
 }

@@ -1,5 +1,6 @@
-//! Acting on the world: the target's `/scale` subresource (and, in a later
-//! change, the service's own concurrency-limit sinks).
+//! Acting on the world: the target's `/scale` subresource, and the
+//! service's own concurrency-limit sinks.
+pub mod limits;
 pub mod scale;
 
 /// The field manager inflight uses for every write it makes (scale patches,

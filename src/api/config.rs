@@ -3,9 +3,12 @@
 //! but objects created before the CRD was updated (or with validation off)
 //! can still hold anything, so each value is checked again here and the
 //! error names its field path.
+use crate::scaling::adaptive::AdaptiveConfig;
 use crate::scaling::{self, Config, DirectionRules, PanicConfig, PredictionConfig};
 
-use super::v1alpha1::{ConcurrencyPolicySpec, Duration, MaxStep, PositiveDuration};
+use super::v1alpha1::{
+    AdaptiveLimits, ConcurrencyPolicySpec, Duration, LimitSink, Limits, MaxStep, PositiveDuration,
+};
 
 /// Prediction horizon when the spec says `auto` and no lead time has been
 /// learned yet: roughly the start-up time of a typical pod (image cached,
@@ -113,6 +116,28 @@ impl ConcurrencyPolicySpec {
         self.checked_config(None).map(|_| ())
     }
 
+    /// The adaptive limit's configuration, with `spec.limits.adaptive`
+    /// (`None` without it). Errors name the field.
+    pub fn adaptive_config(&self) -> Result<Option<AdaptiveConfig>, SpecError> {
+        let Some(adaptive) = self.limits.as_ref().and_then(|l| l.adaptive.as_ref()) else {
+            return Ok(None);
+        };
+        let mut c = Checks::default();
+        let config = adaptive_config(&mut c, adaptive);
+        c.finish(Some(config)).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| SpecError::new("spec.limits.adaptive", "is invalid"))
+        })
+    }
+
+    /// True when `target.concurrencyPerPod` is left out, so the engine plans
+    /// pods for the limit.
+    pub fn target_follows_limits(&self) -> bool {
+        self.target.concurrency_per_pod.is_none() && self.limits.is_some()
+    }
+
     /// `spec.syncPeriod` in seconds, when set.
     pub fn sync_period_secs(&self) -> Result<Option<f64>, SpecError> {
         self.sync_period
@@ -147,6 +172,9 @@ impl ConcurrencyPolicySpec {
         if let Some(queue) = &self.metrics.queue_depth {
             c.not_blank("spec.metrics.queueDepth.query", &queue.query);
         }
+        if let Some(latency) = &self.metrics.latency {
+            c.not_blank("spec.metrics.latency.query", &latency.query);
+        }
         if let Some(address) = self
             .metrics
             .prometheus
@@ -162,12 +190,24 @@ impl ConcurrencyPolicySpec {
         let queue_drain_secs = c.positive_duration("spec.queueDrainTime", &self.queue_drain_time);
 
         let target = &self.target;
-        let concurrency_per_pod = c.number(
-            "spec.target.concurrencyPerPod",
-            target.concurrency_per_pod,
-            target.concurrency_per_pod > 0.0,
-            "greater than 0",
-        );
+        let concurrency_per_pod = match (target.concurrency_per_pod, self.limits.as_ref()) {
+            (Some(per_pod), _) => c.number(
+                "spec.target.concurrencyPerPod",
+                per_pod,
+                per_pod > 0.0,
+                "greater than 0",
+            ),
+            // Follows the limit; the controller replaces the adaptive
+            // starting point with the current adaptive limit.
+            (None, Some(limits)) => limits.starting_per_pod().map_or(1.0, f64::from),
+            (None, None) => {
+                c.fail(
+                    "spec.target.concurrencyPerPod",
+                    "is required unless spec.limits is set",
+                );
+                1.0
+            }
+        };
         let utilization = c.number(
             "spec.target.utilization",
             target.utilization,
@@ -235,8 +275,8 @@ impl ConcurrencyPolicySpec {
         let reverse_cooldown_secs =
             c.duration("spec.behavior.reverseCooldown", &b.reverse_cooldown);
 
-        if self.limits.as_ref().and_then(|l| l.per_pod) == Some(0) {
-            c.fail("spec.limits.perPod", "must be at least 1");
+        if let Some(limits) = &self.limits {
+            check_limits(&mut c, limits, self.metrics.latency.is_some());
         }
 
         let fallback = self.fallback.as_ref().map(|f| {
@@ -286,6 +326,168 @@ impl ConcurrencyPolicySpec {
             ..Config::default()
         };
         c.finish(config)
+    }
+}
+
+impl Limits {
+    /// The per-pod limit before anything was measured: `perPod`, or the
+    /// adaptive `initial` (default `min`).
+    pub fn starting_per_pod(&self) -> Option<u32> {
+        match (&self.per_pod, &self.adaptive) {
+            (Some(per_pod), _) => Some(*per_pod),
+            (None, Some(a)) => {
+                // Never panics, even with min > max (the schema forbids it;
+                // an object from before the schema may not).
+                let low = a.min.max(1);
+                Some(a.initial.unwrap_or(low).clamp(low, a.max.max(low)))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+fn check_limits(c: &mut Checks, limits: &Limits, has_latency: bool) {
+    match (&limits.per_pod, &limits.adaptive) {
+        (Some(0), _) => c.fail("spec.limits.perPod", "must be at least 1"),
+        (Some(_), Some(_)) | (None, None) => c.fail(
+            "spec.limits",
+            "set exactly one of limits.perPod and limits.adaptive",
+        ),
+        _ => {}
+    }
+    if let Some(adaptive) = &limits.adaptive {
+        adaptive_config(c, adaptive);
+        if !has_latency {
+            c.fail(
+                "spec.metrics.latency",
+                "is required with spec.limits.adaptive",
+            );
+        }
+    }
+    if limits.sinks.len() > MAX_SINKS {
+        c.fail(
+            "spec.limits.sinks",
+            format!("has {} entries; at most {MAX_SINKS}", limits.sinks.len()),
+        );
+    }
+    for (i, sink) in limits.sinks.iter().enumerate() {
+        check_sink(c, &format!("spec.limits.sinks[{i}]"), sink);
+    }
+}
+
+/// The most sinks one policy may have (the schema's maxItems).
+pub const MAX_SINKS: usize = 16;
+
+fn check_sink(c: &mut Checks, field: &str, sink: &LimitSink) {
+    let kinds = [
+        sink.config_map.is_some(),
+        sink.annotation.is_some(),
+        sink.field.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        c.fail(field, "set exactly one of configMap, annotation and field");
+    }
+    if let Some(cm) = &sink.config_map {
+        c.not_blank(&format!("{field}.configMap.name"), &cm.name);
+        if cm.key.is_empty()
+            || !cm
+                .key
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-._".contains(ch))
+        {
+            c.fail(
+                &format!("{field}.configMap.key"),
+                format!("{:?} is not a valid ConfigMap key", cm.key),
+            );
+        }
+    }
+    if let Some(annotation) = &sink.annotation {
+        c.not_blank(&format!("{field}.annotation.key"), &annotation.key);
+        if let Some(service) = &annotation.service {
+            c.not_blank(&format!("{field}.annotation.service"), service);
+        }
+    }
+    if let Some(f) = &sink.field {
+        c.not_blank(&format!("{field}.field.apiVersion"), &f.api_version);
+        c.not_blank(&format!("{field}.field.kind"), &f.kind);
+        c.not_blank(&format!("{field}.field.name"), &f.name);
+        if let Err(problem) = sink_pointer(&f.pointer) {
+            c.fail(&format!("{field}.field.pointer"), problem);
+        }
+    }
+}
+
+/// The tokens of a field sink's JSON pointer (RFC 6901, `~1` is `/` and
+/// `~0` is `~`), checked: at least one token, none empty, and not into
+/// `metadata`, `apiVersion`, `kind` or `status` (which a sink must not own).
+pub fn sink_pointer(pointer: &str) -> Result<Vec<String>, String> {
+    let Some(rest) = pointer.strip_prefix('/') else {
+        return Err(format!("{pointer:?} must start with /"));
+    };
+    let mut tokens = Vec::new();
+    for raw in rest.split('/') {
+        if raw.is_empty() {
+            return Err(format!("{pointer:?} has an empty segment"));
+        }
+        let mut token = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(ch) = chars.next() {
+            if ch != '~' {
+                token.push(ch);
+                continue;
+            }
+            match chars.next() {
+                Some('0') => token.push('~'),
+                Some('1') => token.push('/'),
+                _ => return Err(format!("{pointer:?}: ~ must be followed by 0 or 1")),
+            }
+        }
+        tokens.push(token);
+    }
+    if let Some(first) = tokens.first()
+        && ["metadata", "apiVersion", "kind", "status"].contains(&first.as_str())
+    {
+        return Err(format!("{pointer:?}: a sink cannot write /{first}"));
+    }
+    Ok(tokens)
+}
+
+fn adaptive_config(c: &mut Checks, a: &AdaptiveLimits) -> AdaptiveConfig {
+    const FIELD: &str = "spec.limits.adaptive";
+    if a.min < 1 {
+        c.fail(&format!("{FIELD}.min"), "must be at least 1");
+    }
+    if a.max < a.min.max(1) {
+        c.fail(
+            &format!("{FIELD}.max"),
+            format!("{} is less than min ({})", a.max, a.min),
+        );
+    }
+    if let Some(initial) = a.initial
+        && (initial < a.min || initial > a.max)
+    {
+        c.fail(
+            &format!("{FIELD}.initial"),
+            format!("{initial} is outside [min, max] = [{}, {}]", a.min, a.max),
+        );
+    }
+    let tolerance = c.number(
+        &format!("{FIELD}.tolerance"),
+        a.tolerance,
+        a.tolerance > 1.0,
+        "greater than 1",
+    );
+    AdaptiveConfig {
+        min_limit: f64::from(a.min.max(1)),
+        max_limit: f64::from(a.max.max(a.min).max(1)),
+        initial_limit: f64::from(a.initial.unwrap_or(a.min).max(1)),
+        tolerance,
+        smoothing_half_life_secs: c.positive_duration(
+            &format!("{FIELD}.smoothingHalfLife"),
+            &a.smoothing_half_life,
+        ),
+        baseline_window_secs: c
+            .positive_duration(&format!("{FIELD}.baselineWindow"), &a.baseline_window),
     }
 }
 

@@ -8,7 +8,7 @@ pub mod v1alpha1;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use config::{DEFAULT_HORIZON_SECS, SpecError};
+pub use config::{DEFAULT_HORIZON_SECS, MAX_SINKS, SpecError, sink_pointer};
 pub use duration::{DURATION_MAX_LENGTH, DURATION_PATTERN, HORIZON_PATTERN, parse_duration};
 
 /// The ConcurrencyPolicy CustomResourceDefinition.

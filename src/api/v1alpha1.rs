@@ -20,6 +20,9 @@ pub mod condition {
     pub const SCALING_LIMITED: &str = "ScalingLimited";
     /// Demand in the panic window crossed the panic threshold.
     pub const PANIC: &str = "Panic";
+    /// Every sink of spec.limits holds the current limit (set only when
+    /// the policy has limits).
+    pub const LIMITS_SYNCED: &str = "LimitsSynced";
 }
 
 /// Autoscales a workload on concurrency: requests in flight (and optionally
@@ -74,6 +77,13 @@ pub mod condition {
     ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(
+        name = "Limit",
+        type_ = "integer",
+        json_path = ".status.limits.perPod",
+        description = "The service's concurrency limit per pod",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
@@ -95,7 +105,13 @@ pub mod condition {
         .field_path(".fallback.replicas"),
     validation = Rule::new("!has(self.fallback) || self.fallback.replicas >= (has(self.minReplicas) ? self.minReplicas : 1)")
         .message("fallback.replicas must be greater than or equal to minReplicas")
-        .field_path(".fallback.replicas")
+        .field_path(".fallback.replicas"),
+    validation = Rule::new("has(self.target.concurrencyPerPod) || has(self.limits)")
+        .message("target.concurrencyPerPod is required unless limits is set")
+        .field_path(".target.concurrencyPerPod"),
+    validation = Rule::new("!has(self.limits) || !has(self.limits.adaptive) || has(self.metrics.latency)")
+        .message("limits.adaptive needs metrics.latency")
+        .field_path(".metrics.latency")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = kubernetes_integer_formats)]
@@ -205,6 +221,13 @@ pub struct Metrics {
     /// queueDrainTime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<MetricQuery>,
+    /// The service's latency in seconds, for limits.adaptive. Prefer the mean
+    /// over a short window, which is steadier than a quantile, e.g.
+    /// sum(rate(http_request_duration_seconds_sum{...}[30s])) /
+    /// sum(rate(http_request_duration_seconds_count{...}[30s])). A query
+    /// without data (no requests) holds the adaptive limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<MetricQuery>,
     /// Treat a query that returns no series as 0 instead of an error. Use it
     /// when the metric disappears at zero load; otherwise leave it false, so
     /// a broken query is not mistaken for no demand. Default false.
@@ -272,10 +295,13 @@ pub struct ConfigMapKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    /// Requests in flight one ready pod handles well (at 100% utilization).
-    /// Required; greater than 0.
+    /// Requests in flight one ready pod handles well (at 100% utilization);
+    /// greater than 0. Required unless limits is set: left out, it follows
+    /// the limit (limits.perPod, or the adaptive limit), so one number
+    /// drives both the replicas and the service's own limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0, "exclusiveMinimum" = true))]
-    pub concurrency_per_pod: f64,
+    pub concurrency_per_pod: Option<f64>,
     /// Plan each pod for this fraction of concurrencyPerPod, leaving
     /// headroom for bursts; in (0, 1]. Desired replicas =
     /// ceil(demand / (concurrencyPerPod x utilization)). Default 0.8.
@@ -317,8 +343,11 @@ pub struct Prediction {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Behavior {
-    /// Do nothing while desired replicas are within this fraction of the
-    /// current ones (0.1: within 10%); in [0, 1). Default 0.1.
+    /// Scale-down hysteresis on the usage ratio, demand / (current replicas
+    /// x concurrencyPerPod x utilization): no scale-down while the ratio is
+    /// at least 1 - tolerance, and a scale-down keeps this fraction of
+    /// headroom (0.1: 10%). Scale-up has no band: demand above the planned
+    /// capacity adds pods. In [0, 1). Default 0.1.
     #[serde(default = "default_tolerance")]
     #[schemars(extend("minimum" = 0, "maximum" = 1, "exclusiveMaximum" = true))]
     pub tolerance: f64,
@@ -410,15 +439,169 @@ pub struct MaxStep {
     pub pods: Option<u32>,
 }
 
-/// The service's own concurrency limit.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The service's own concurrency limit: a per-pod cap in the application, a
+/// mesh circuit breaker, a gateway's maximum of parallel requests. The
+/// controller computes it (fixed, or adaptive from latency) and writes it to
+/// its sinks, in step with the replicas: a Total rises only once new pods are
+/// Ready, and falls before a scale-down removes pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.perPod) != has(self.adaptive)")
+    .message("set exactly one of limits.perPod and limits.adaptive"))]
 pub struct Limits {
-    /// The most requests one pod should accept at once; at least 1. Usually
-    /// a little above target.concurrencyPerPod.
+    /// A fixed limit: the most requests one pod should accept at once; at
+    /// least 1. Usually a little above target.concurrencyPerPod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub per_pod: Option<u32>,
+    /// A limit learned from metrics.latency by a gradient controller: it
+    /// grows while latency stays near its no-load baseline and shrinks as
+    /// latency rises past tolerance x baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveLimits>,
+    /// Where to write the limit; at most 16. Each write is a server-side
+    /// apply (field manager inflight) of that one value, made only when it
+    /// changes. The objects must exist; a missing or forbidden one gives a
+    /// Warning event and LimitsSynced=False, and scaling goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub sinks: Vec<LimitSink>,
+}
+
+/// The adaptive limit: each tick, gradient = tolerance x baseline /
+/// latency (within [0.5, 2]); the limit moves towards limit x gradient,
+/// smoothed with smoothingHalfLife, within [min, max]. It does not grow
+/// while pods carry less than half of it. See the README for the details.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.min <= self.max")
+        .message("adaptive.min must be less than or equal to adaptive.max")
+        .field_path(".min"),
+    validation = Rule::new("!has(self.initial) || (self.initial >= self.min && self.initial <= self.max)")
+        .message("adaptive.initial must be within [min, max]")
+        .field_path(".initial")
+)]
+pub struct AdaptiveLimits {
+    /// The lowest limit per pod; at least 1. Default 1.
+    #[serde(default = "default_adaptive_min")]
+    #[schemars(range(min = 1))]
+    pub min: u32,
+    /// The highest limit per pod. Required; at least min.
+    #[schemars(range(min = 1))]
+    pub max: u32,
+    /// The limit before latency has been measured, within [min, max].
+    /// Defaults to min. After a restart the limit resumes from status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub initial: Option<u32>,
+    /// Latency up to this multiple of the no-load baseline counts as near
+    /// it: the limit settles where latency is tolerance x baseline. Greater
+    /// than 1. Default 1.1.
+    #[serde(default = "default_adaptive_tolerance")]
+    #[schemars(extend("minimum" = 1, "exclusiveMinimum" = true))]
+    pub tolerance: f64,
+    /// Half-life of the smoothing of the limit: the limit moves half-way to
+    /// its target in this long. Default 30s.
+    #[serde(default = "default_adaptive_half_life")]
+    pub smoothing_half_life: PositiveDuration,
+    /// The no-load baseline latency is the lowest latency seen; it is
+    /// re-learned this often from the latency seen while pods carried at
+    /// most half the limit (so a long overload never becomes the baseline).
+    /// Default 10m.
+    #[serde(default = "default_baseline_window")]
+    pub baseline_window: PositiveDuration,
+}
+
+/// One object the limit is written to. Set exactly one of configMap,
+/// annotation and field.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.configMap) ? 1 : 0) + (has(self.annotation) ? 1 : 0) + (has(self.field) ? 1 : 0) == 1")
+    .message("set exactly one of configMap, annotation and field"))]
+pub struct LimitSink {
+    /// A key of a ConfigMap in the policy's namespace, which the application
+    /// reads. Only that key is written; the ConfigMap must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSink>,
+    /// An annotation on the target, or on a Service in the policy's
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<AnnotationSink>,
+    /// Any field of any namespaced object in the policy's namespace, by
+    /// apiVersion, kind, name and JSON pointer: e.g. an Istio
+    /// DestinationRule's /spec/trafficPolicy/connectionPool/http/http2MaxRequests,
+    /// or an Envoy Gateway BackendTrafficPolicy's
+    /// /spec/circuitBreaker/maxParallelRequests. Written as an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<FieldSink>,
+    /// Which number to write: PerPod (the limit of one pod) or Total
+    /// (perPod x the pods that are Ready, at most the target's replicas).
+    /// Default PerPod.
+    #[serde(default)]
+    pub value: LimitValue,
+}
+
+/// A ConfigMap key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSink {
+    /// Name of the ConfigMap, in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key to write (the value is written as a decimal string).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// An annotation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnotationSink {
+    /// The annotation key, e.g. example.com/max-concurrency.
+    #[schemars(
+        length(min = 1, max = 317),
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        )
+    )]
+    pub key: String,
+    /// Annotate this Service (in the policy's namespace) instead of the
+    /// target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service: Option<String>,
+}
+
+/// A field of an object, by JSON pointer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldSink {
+    /// API group and version of the object, e.g. networking.istio.io/v1.
+    #[schemars(length(min = 1, max = 253))]
+    pub api_version: String,
+    /// Kind of the object, e.g. DestinationRule.
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    /// Name of the object, in the policy's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// JSON pointer (RFC 6901) to the field, e.g.
+    /// /spec/trafficPolicy/connectionPool/http/http2MaxRequests. Only
+    /// object fields (no list items), under /spec or another top-level
+    /// field other than /metadata, /apiVersion, /kind and /status.
+    #[schemars(length(min = 2, max = 1024), regex(pattern = r"^(/([^/~]|~[01])+)+$"))]
+    pub pointer: String,
+}
+
+/// PerPod or Total.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LimitValue {
+    /// The limit of one pod.
+    #[default]
+    PerPod,
+    /// perPod x the pods that are Ready (at most the target's replicas).
+    Total,
 }
 
 /// What to do when metrics keep failing.
@@ -452,7 +635,8 @@ pub struct ConcurrencyPolicyStatus {
     /// The spec generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, MetricsAvailable, ScalingActive, ScalingLimited and Panic.
+    /// Ready, MetricsAvailable, ScalingActive, ScalingLimited, Panic and,
+    /// with spec.limits, LimitsSynced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -475,6 +659,62 @@ pub struct ConcurrencyPolicyStatus {
     /// the prediction horizon when it is auto.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_time_seconds: Option<f64>,
+    /// The service's concurrency limits and where they were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsStatus>,
+}
+
+/// The limits now, and each sink's state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsStatus {
+    /// The limit of one pod.
+    pub per_pod: u32,
+    /// perPod x pods.
+    pub total: u32,
+    /// The pods the total counts: Ready, at most the target's replicas (or,
+    /// just before a scale-down, the replicas it goes to).
+    pub pods: u32,
+    /// The adaptive controller's numbers, with limits.adaptive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveStatus>,
+    /// One entry per sink, in the order of spec.limits.sinks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// The adaptive limit's state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdaptiveStatus {
+    /// The limit before rounding.
+    pub limit: f64,
+    /// The last latency read, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_seconds: Option<f64>,
+    /// The learned no-load latency, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_seconds: Option<f64>,
+    /// Why the limit did not follow the latency at the last tick:
+    /// AppLimited, InvalidLatency or LatencyUnavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// One sink's state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkStatus {
+    /// The sink, e.g. "ConfigMap web-limits key maxConcurrency".
+    pub sink: String,
+    /// The value it holds (the last one written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<u32>,
+    /// Synced, NotFound, Forbidden, Invalid, Failed or DryRun.
+    pub state: String,
+    /// What went wrong, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Up or Down.
@@ -590,6 +830,18 @@ fn default_scale_down_period() -> PositiveDuration {
 }
 fn default_after_failures() -> u32 {
     3
+}
+fn default_adaptive_min() -> u32 {
+    1
+}
+fn default_adaptive_tolerance() -> f64 {
+    1.1
+}
+fn default_adaptive_half_life() -> PositiveDuration {
+    "30s".into()
+}
+fn default_baseline_window() -> PositiveDuration {
+    "10m".into()
 }
 
 impl Default for Smoothing {

@@ -111,7 +111,8 @@ pub fn compare_status(
         || old.last_scale_time != new.last_scale_time
         || old.last_scale_direction != new.last_scale_direction
         || decision_key(old) != decision_key(new)
-        || lead_time_changed(old.lead_time_seconds, new.lead_time_seconds);
+        || lead_time_changed(old.lead_time_seconds, new.lead_time_seconds)
+        || limits_written_changed(old, new);
     if significant {
         return StatusChange::Significant;
     }
@@ -121,10 +122,29 @@ pub fn compare_status(
     if old.last_decision != new.last_decision
         || messages(old) != messages(new)
         || old.lead_time_seconds != new.lead_time_seconds
+        || old.limits != new.limits
     {
         StatusChange::Numbers
     } else {
         StatusChange::None
+    }
+}
+
+/// Whether the limits as written changed: perPod, total, or a sink's value
+/// or state. The adaptive controller's moving numbers wait for the heartbeat.
+fn limits_written_changed(old: &ConcurrencyPolicyStatus, new: &ConcurrencyPolicyStatus) -> bool {
+    match (&old.limits, &new.limits) {
+        (None, None) => false,
+        (Some(a), Some(b)) => {
+            a.per_pod != b.per_pod
+                || a.total != b.total
+                || a.sinks.len() != b.sinks.len()
+                || a.sinks
+                    .iter()
+                    .zip(&b.sinks)
+                    .any(|(x, y)| x.sink != y.sink || x.value != y.value || x.state != y.state)
+        }
+        _ => true,
     }
 }
 
@@ -279,6 +299,49 @@ mod tests {
         };
         assert_eq!(compare_status(&base, &nudged), StatusChange::Numbers);
         assert_eq!(compare_status(&base, &moved), StatusChange::Significant);
+    }
+
+    #[test]
+    fn written_limits_are_significant_adaptive_numbers_are_not() {
+        use crate::api::v1alpha1::{AdaptiveStatus, LimitsStatus, SinkStatus};
+        let limits = |per_pod: u32, latency: f64, state: &str| ConcurrencyPolicyStatus {
+            limits: Some(LimitsStatus {
+                per_pod,
+                total: per_pod * 2,
+                pods: 2,
+                adaptive: Some(AdaptiveStatus {
+                    limit: f64::from(per_pod),
+                    latency_seconds: Some(latency),
+                    baseline_seconds: Some(0.1),
+                    held: None,
+                }),
+                sinks: vec![SinkStatus {
+                    sink: "ConfigMap a key k".into(),
+                    value: Some(per_pod),
+                    state: state.into(),
+                    message: None,
+                }],
+            }),
+            ..ConcurrencyPolicyStatus::default()
+        };
+        let base = limits(10, 0.1, "Synced");
+        assert_eq!(compare_status(&base, &base.clone()), StatusChange::None);
+        assert_eq!(
+            compare_status(&base, &limits(10, 0.12, "Synced")),
+            StatusChange::Numbers
+        );
+        assert_eq!(
+            compare_status(&base, &limits(11, 0.1, "Synced")),
+            StatusChange::Significant
+        );
+        assert_eq!(
+            compare_status(&base, &limits(10, 0.1, "Forbidden")),
+            StatusChange::Significant
+        );
+        assert_eq!(
+            compare_status(&base, &ConcurrencyPolicyStatus::default()),
+            StatusChange::Significant
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use kube::runtime::reflector::Store;
 
 use super::events::EventMemory;
 use super::leadtime::LeadTime;
+use super::limits::LimitsState;
 use super::mapper::GuardedPolicy;
 use super::source::Sources;
 use super::status::last_scale_from;
@@ -82,6 +83,8 @@ pub struct PolicyState {
     pub last_status_write: Option<Instant>,
     /// The last scale this process (or, after a restart, the status) knows.
     pub last_scale: Option<(f64, Direction)>,
+    /// The service's concurrency limits: the adaptive limit and the sinks.
+    pub limits: LimitsState,
 }
 
 impl PolicyState {
@@ -97,6 +100,7 @@ impl PolicyState {
             last_generation: None,
             last_status_write: None,
             last_scale: last_scale_from(&status),
+            limits: LimitsState::from_status(status.limits.as_ref()),
         }
     }
 }

@@ -18,6 +18,8 @@ pub mod reason {
     pub const FALLBACK_ACTIVATED: &str = "FallbackActivated";
     pub const SCALING_BLOCKED: &str = "ScalingBlocked";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const LIMITS_UPDATED: &str = "LimitsUpdated";
+    pub const LIMITS_SINK_FAILED: &str = "LimitsSinkFailed";
 }
 
 /// Something worth telling the user about one policy.
@@ -50,6 +52,27 @@ pub enum PolicyEvent {
     InvalidSpec {
         message: String,
     },
+    /// The service's concurrency limits changed (and were written to the
+    /// sinks that took them).
+    LimitsUpdated {
+        /// (old, new) limit of one pod; old is `None` on the first tick.
+        per_pod: (Option<u32>, u32),
+        /// (old, new) perPod x pods.
+        total: (Option<u32>, u32),
+        pods: u32,
+        /// The sinks written, described.
+        sinks: Vec<String>,
+    },
+    /// A limit sink could not be written (announced once per distinct
+    /// failure).
+    LimitsSinkFailed {
+        /// Position in spec.limits.sinks.
+        index: usize,
+        sink: String,
+        /// NotFound, Forbidden, Invalid or Failed.
+        state: String,
+        message: String,
+    },
 }
 
 impl PolicyEvent {
@@ -63,6 +86,8 @@ impl PolicyEvent {
             PolicyEvent::FallbackActivated { .. } => reason::FALLBACK_ACTIVATED,
             PolicyEvent::ScalingBlocked { .. } => reason::SCALING_BLOCKED,
             PolicyEvent::InvalidSpec { .. } => reason::INVALID_SPEC,
+            PolicyEvent::LimitsUpdated { .. } => reason::LIMITS_UPDATED,
+            PolicyEvent::LimitsSinkFailed { .. } => reason::LIMITS_SINK_FAILED,
         }
     }
 
@@ -70,11 +95,13 @@ impl PolicyEvent {
         match self {
             PolicyEvent::Scaled { .. }
             | PolicyEvent::PanicStarted { .. }
-            | PolicyEvent::PanicEnded => EventType::Normal,
+            | PolicyEvent::PanicEnded
+            | PolicyEvent::LimitsUpdated { .. } => EventType::Normal,
             PolicyEvent::MetricsUnavailable { .. }
             | PolicyEvent::FallbackActivated { .. }
             | PolicyEvent::ScalingBlocked { .. }
-            | PolicyEvent::InvalidSpec { .. } => EventType::Warning,
+            | PolicyEvent::InvalidSpec { .. }
+            | PolicyEvent::LimitsSinkFailed { .. } => EventType::Warning,
         }
     }
 
@@ -91,6 +118,22 @@ impl PolicyEvent {
             }
             PolicyEvent::ScalingBlocked { .. } => "Scale".into(),
             PolicyEvent::InvalidSpec { .. } => "Validate".into(),
+            // Like scale events, the values are in the action, so a series
+            // only groups identical updates; a sink failure is keyed by sink
+            // and state.
+            PolicyEvent::LimitsUpdated { per_pod, total, .. } => {
+                let old = |v: Option<u32>| v.map_or_else(|| "New".to_string(), |v| v.to_string());
+                format!(
+                    "PerPod{}To{}Total{}To{}",
+                    old(per_pod.0),
+                    per_pod.1,
+                    old(total.0),
+                    total.1
+                )
+            }
+            PolicyEvent::LimitsSinkFailed { index, state, .. } => {
+                format!("WriteSink{index}{state}")
+            }
         }
     }
 
@@ -128,6 +171,18 @@ impl PolicyEvent {
             ),
             PolicyEvent::ScalingBlocked { message } => message.clone(),
             PolicyEvent::InvalidSpec { message } => message.clone(),
+            PolicyEvent::LimitsUpdated {
+                per_pod,
+                total,
+                pods,
+                sinks,
+            } => limits_note(*per_pod, *total, *pods, sinks),
+            PolicyEvent::LimitsSinkFailed {
+                sink,
+                state,
+                message,
+                ..
+            } => format!("{sink}: {state}: {message}; the limit there is stale, scaling goes on"),
         }
     }
 
@@ -192,6 +247,30 @@ pub fn scale_note(from: u32, to: u32, details: &Details, reason: Reason) -> Stri
     }
     if !extras.is_empty() {
         note.push_str(&format!(" ({})", extras.join(", ")));
+    }
+    note
+}
+
+/// The note of a LimitsUpdated event:
+/// `perPod 10 -> 12, total 30 -> 36 (3 pods); written to ConfigMap web key max`.
+pub fn limits_note(
+    per_pod: (Option<u32>, u32),
+    total: (Option<u32>, u32),
+    pods: u32,
+    sinks: &[String],
+) -> String {
+    let change = |(old, new): (Option<u32>, u32)| match old {
+        Some(old) if old != new => format!("{old} -> {new}"),
+        _ => new.to_string(),
+    };
+    let pods_word = if pods == 1 { "pod" } else { "pods" };
+    let mut note = format!(
+        "perPod {}, total {} ({pods} {pods_word})",
+        change(per_pod),
+        change(total)
+    );
+    if !sinks.is_empty() {
+        note.push_str(&format!("; written to {}", sinks.join(", ")));
     }
     note
 }
@@ -411,6 +490,53 @@ mod tests {
             "200.5 in flight over the panic window against capacity for 80.0 (10 ready pods x 8.0); scaling on the short window, no scale-down"
         );
         assert_eq!(ev.reason(), "PanicStarted");
+    }
+
+    #[test]
+    fn limit_events_cite_old_and_new_values() {
+        let ev = PolicyEvent::LimitsUpdated {
+            per_pod: (Some(10), 12),
+            total: (Some(30), 36),
+            pods: 3,
+            sinks: vec!["ConfigMap web key max".into()],
+        };
+        assert_eq!(ev.reason(), "LimitsUpdated");
+        assert_eq!(ev.event_type(), EventType::Normal);
+        assert_eq!(ev.action(), "PerPod10To12Total30To36");
+        assert_eq!(
+            ev.note(),
+            "perPod 10 -> 12, total 30 -> 36 (3 pods); written to ConfigMap web key max"
+        );
+        assert_eq!(
+            limits_note((None, 5), (None, 5), 1, &[]),
+            "perPod 5, total 5 (1 pod)"
+        );
+        // An unchanged value is named once.
+        assert_eq!(
+            limits_note((Some(5), 5), (Some(15), 5), 1, &[]),
+            "perPod 5, total 15 -> 5 (1 pod)"
+        );
+        let first = PolicyEvent::LimitsUpdated {
+            per_pod: (None, 5),
+            total: (None, 5),
+            pods: 1,
+            sinks: vec![],
+        };
+        assert_eq!(first.action(), "PerPodNewTo5TotalNewTo5");
+        let failed = PolicyEvent::LimitsSinkFailed {
+            index: 1,
+            sink: "ConfigMap web key max".into(),
+            state: "NotFound".into(),
+            message: "ConfigMap/web not found in namespace shop".into(),
+        };
+        assert_eq!(failed.event_type(), EventType::Warning);
+        assert_eq!(failed.reason(), "LimitsSinkFailed");
+        assert_eq!(failed.action(), "WriteSink1NotFound");
+        assert!(
+            failed
+                .note()
+                .starts_with("ConfigMap web key max: NotFound: ")
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Leader election on a coordination.k8s.io/v1 Lease (through
 //! `kube-lease-manager`), so two replicas can run and only one acts. The
 //! controller runs only while this replica holds the Lease, and stops at once
-//! when it loses it.
-use std::time::Duration;
+//! when it loses it, or when it has not renewed the Lease within its duration
+//! (see [`super::renewal`]: the manager alone does not report that).
+use std::time::{Duration, SystemTime};
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::renewal::{self, LeaseRecord, ReadFuture, Timing};
 
 /// Where and how to hold the Lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,16 +85,20 @@ impl Leadership {
 }
 
 /// A running election: the lease manager's background task and its state
-/// channel.
+/// channel, and the guard that turns that state into "may act" only while
+/// the Lease is provably renewed.
 pub struct LeaseElection {
     state: watch::Receiver<bool>,
     task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
+    leading: watch::Receiver<bool>,
+    guard: JoinHandle<()>,
 }
 
 impl LeaseElection {
     /// Create (or reuse) the Lease and start competing for it.
     pub async fn start(client: Client, config: &LeaseConfig) -> Result<Self, LeaderError> {
         let (duration, grace) = config.seconds();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
         let manager = LeaseManagerBuilder::new(client, &config.name)
             .with_namespace(&config.namespace)
             .with_identity(&config.identity)
@@ -104,11 +112,37 @@ impl LeaseElection {
                 source,
             })?;
         let (state, task) = manager.watch().await;
-        Ok(LeaseElection { state, task })
+        let (leading_tx, leading) = watch::channel(false);
+        let name = config.name.clone();
+        let read_lease = move || -> ReadFuture {
+            let (leases, name) = (leases.clone(), name.clone());
+            Box::pin(async move {
+                leases
+                    .get_opt(&name)
+                    .await
+                    .map(|lease| lease.as_ref().map(LeaseRecord::of))
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let timing = Timing::new(Duration::from_secs(duration), Duration::from_secs(grace));
+        let guard = tokio::spawn(renewal::guard(
+            state.clone(),
+            read_lease,
+            config.identity.clone(),
+            timing,
+            SystemTime::now,
+            leading_tx,
+        ));
+        Ok(LeaseElection {
+            state,
+            task,
+            leading,
+            guard,
+        })
     }
 
     async fn wait_for(&mut self, leading: bool) -> Result<(), LeaderError> {
-        self.state
+        self.leading
             .wait_for(|now| *now == leading)
             .await
             .map(|_| ())
@@ -118,6 +152,10 @@ impl LeaseElection {
     /// Close the state channel; the manager's task then releases the Lease
     /// and ends.
     pub async fn release(self) -> Result<(), LeaderError> {
+        // The guard holds a receiver of the manager's channel too.
+        self.guard.abort();
+        let _ = self.guard.await;
+        drop(self.leading);
         drop(self.state);
         match self.task.await {
             Ok(Ok(_)) => Ok(()),

@@ -3,7 +3,8 @@
 //! 2. load the target (replicas, ready pods) and learn lead time;
 //! 3. observe the metrics in Prometheus;
 //! 4. decide (the pure engine);
-//! 5. act on `/scale`, unless blocked, paused or in DryRun;
+//! 5. act on `/scale`, unless blocked, paused or in DryRun, with the service's
+//!    limit sinks lowered before a scale-down and following Ready pods after;
 //! 6. report: events on transitions, operator metrics, status when changed.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use tracing::{info, instrument, warn};
 use super::conflict::{Blocker, PolicyClaim, TargetKey, find_blocker};
 use super::context::{PolicyState, Scope, backoff};
 use super::error::Error;
+use super::limits;
 use super::mapper::GuardedPolicy;
 use super::observe::{ensure_engine, observe};
 use super::report::{Tick, reconcile_malformed, report_problem, report_tick, unix_now};
@@ -137,6 +139,7 @@ async fn reconcile_policy(policy: &ConcurrencyPolicy, scope: &Scope) -> Result<A
         info!(lead_time_seconds = learned, "learned pod lead time");
     }
     if let Some(wait) = too_soon(&state, policy.metadata.generation, now, sync) {
+        limits::follow_ready(policy, scope, &mut state, &target, &target_state, now).await;
         return Ok(Action::requeue(wait));
     }
 
@@ -151,6 +154,7 @@ async fn reconcile_policy(policy: &ConcurrencyPolicy, scope: &Scope) -> Result<A
         .client_for(&target.namespace, policy.spec.metrics.prometheus.as_ref())
         .await
         .map_err(|e| e.to_string());
+    let config = limits::follow_limit(&mut state, policy, config);
     ensure_engine(
         &mut state,
         policy,
@@ -183,8 +187,20 @@ async fn reconcile_policy(policy: &ConcurrencyPolicy, scope: &Scope) -> Result<A
             .then(|| "the samples are stale or invalid".to_string())
     });
 
-    // 5. Act.
+    // 5. Act: a scale-down lowers the limit sinks first.
     let blocker = find_conflict(policy, scope);
+    let will_scale = blocker.is_none() && !is_paused(policy);
+    limits::before_scale(
+        policy,
+        scope,
+        &mut state,
+        &target,
+        &target_state,
+        decision.replicas,
+        will_scale,
+        now,
+    )
+    .await;
     let outcome = act(
         policy,
         scope,
@@ -204,6 +220,21 @@ async fn reconcile_policy(policy: &ConcurrencyPolicy, scope: &Scope) -> Result<A
         rewound.warm_up(&[(now, observation)]);
         state.engine = Some(rewound);
     }
+    // 5b. Limits: the adaptive limit learns from this tick's latency; the
+    // sinks follow the Ready pods.
+    limits::after_act(
+        policy,
+        scope,
+        &mut state,
+        prometheus.as_ref().ok(),
+        &vars,
+        &target,
+        &target_state,
+        outcome.current,
+        decision.details.in_flight,
+        now,
+    )
+    .await;
     state.last_tick = Some(now);
     state.last_generation = policy.metadata.generation;
 

@@ -113,6 +113,7 @@ pub(super) async fn report_tick(
         scale_error: scale_error.as_deref(),
         last_scale: state.last_scale.map(|(at, d)| (time_at(at), d)),
         lead_time: state.lead_time.learned(),
+        limits: state.limits.status(),
     };
     update_status(policy, scope, state, &report).await
 }

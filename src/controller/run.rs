@@ -49,7 +49,7 @@ pub enum RunError {
 /// Run the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     telemetry::init_tracing(args.log_format == LogFormat::Json, &args.log_level)?;
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let identity = args.identity();
     info!(version = env!("CARGO_PKG_VERSION"), %identity, "starting inflight");
 
@@ -334,13 +334,6 @@ async fn shutdown_signal() -> Result<&'static str, std::io::Error> {
     tokio::signal::ctrl_c().await.map(|()| "interrupt")
 }
 
-/// Both of rustls' crypto backends end up compiled in (kube asks for ring,
-/// reqwest for aws-lc-rs), and then rustls refuses to pick one and panics on
-/// the first TLS connection. Choose ring for the whole process, once.
-fn install_crypto_provider() {
-    // Err only means a provider is already installed: fine either way.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 async fn kube_client(args: &RunArgs) -> Result<Client, RunError> {
     let config = match &args.kubeconfig {

@@ -11,7 +11,8 @@ use super::conditions::{DesiredCondition, merge_conditions};
 use super::conflict::Blocker;
 use crate::actuate::FIELD_MANAGER;
 use crate::api::v1alpha1::{
-    ConcurrencyPolicy, ConcurrencyPolicyStatus, DecisionSummary, ScaleDirection, condition,
+    ConcurrencyPolicy, ConcurrencyPolicyStatus, DecisionSummary, LimitsStatus, ScaleDirection,
+    condition,
 };
 use crate::scaling::{Decision, Direction, Reason};
 
@@ -44,6 +45,8 @@ pub struct Report<'a> {
     pub scale_error: Option<&'a str>,
     pub last_scale: Option<(Time, Direction)>,
     pub lead_time: Option<f64>,
+    /// The service's limits after this tick (`None` without spec.limits).
+    pub limits: Option<LimitsStatus>,
 }
 
 /// The conditions for a tick, in a fixed order: Ready, MetricsAvailable,
@@ -124,6 +127,9 @@ pub fn desired_conditions(r: &Report<'_>) -> Vec<DesiredCondition> {
         } else {
             DesiredCondition::new(condition::PANIC, false, "Stable", "demand is within capacity")
         });
+        if let Some(limits) = &r.limits {
+            out.push(super::limits::limits_condition(limits));
+        }
     }
     out
 }
@@ -238,6 +244,12 @@ pub fn build_status(
             .lead_time
             .map(|s| (s * 10.0).round() / 10.0)
             .or(previous.lead_time_seconds),
+        // A full tick knows the limits (none when the spec has none).
+        limits: if r.decision.is_some() {
+            r.limits.clone()
+        } else {
+            previous.limits.clone()
+        },
     }
 }
 
@@ -467,6 +479,59 @@ mod tests {
         assert_eq!(compare_status(&s2, &s3), StatusChange::Numbers);
         let s4 = steady(&decision(7, Reason::ScaleUp, 55.0), &s3, 115);
         assert_eq!(compare_status(&s3, &s4), StatusChange::Significant);
+    }
+
+    #[test]
+    fn limits_are_reported_with_their_condition() {
+        use crate::api::v1alpha1::{LimitsStatus, SinkStatus};
+        let d = decision(3, Reason::ScaleUp, 15.0);
+        let limits = LimitsStatus {
+            per_pod: 5,
+            total: 15,
+            pods: 3,
+            adaptive: None,
+            sinks: vec![SinkStatus {
+                sink: "ConfigMap web key max".into(),
+                value: None,
+                state: "NotFound".into(),
+                message: Some("ConfigMap/web not found in namespace shop".into()),
+            }],
+        };
+        let r = Report {
+            generation: Some(1),
+            decision: Some(&d),
+            limits: Some(limits.clone()),
+            ..Report::default()
+        };
+        let c = desired_conditions(&r);
+        assert_eq!(c.len(), 6);
+        assert_eq!(
+            (c[5].type_, c[5].status, c[5].reason.as_str()),
+            ("LimitsSynced", false, "SinkNotFound")
+        );
+        let with_limits = build_status(&ConcurrencyPolicyStatus::default(), &r, &at(100));
+        assert_eq!(with_limits.limits, Some(limits.clone()));
+        // A tick without a decision keeps them; a full tick without
+        // spec.limits drops them.
+        let problem = Report {
+            problem: Some(Problem {
+                reason: "TargetNotFound".into(),
+                message: "gone".into(),
+            }),
+            ..Report::default()
+        };
+        assert_eq!(
+            build_status(&with_limits, &problem, &at(200)).limits,
+            Some(limits)
+        );
+        let no_limits = Report {
+            decision: Some(&d),
+            ..Report::default()
+        };
+        assert_eq!(
+            build_status(&with_limits, &no_limits, &at(300)).limits,
+            None
+        );
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //!
 //! One tick ([`Engine::step`]): check the readings (missing, stale, NaN,
 //! infinite or negative data hold the fleet) → demand (in-flight + queue
-//! growth x service time, plus a separate backlog drain term) → EWMA
-//! smoothing, Holt forecast, panic window → recommendation → stabilization
-//! windows → tolerance, reverse cooldown, step limits → min/max bounds.
+//! growth x service time, plus a separate backlog drain term, and a
+//! saturation floor when every pod is full) → EWMA smoothing, Holt
+//! forecast, panic window → recommendation (tolerance on the usage ratio)
+//! → stabilization windows → reverse cooldown, step limits → min/max bounds.
+pub mod adaptive;
 mod demand;
 mod engine;
 mod limits;

@@ -77,9 +77,13 @@ into the ClusterRole (all namespaces) or into one Role per watched namespace.
   resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ $r }}/scale{{ end }}]
   verbs: [get, patch, update]
 {{- end }}
+{{- /* Limit sinks: get (must exist) and patch (server-side apply), nothing else. */}}
 {{- range .Values.limitSinks }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ range $i, $r := .resources }}{{ if $i }}, {{ end }}{{ $r }}{{ end }}]
+  {{- if .resourceNames }}
+  resourceNames: [{{ range $i, $n := .resourceNames }}{{ if $i }}, {{ end }}{{ $n | quote }}{{ end }}]
+  {{- end }}
   verbs: [get, patch]
 {{- end }}
 {{- if .Values.prometheus.allowPolicyRefs }}
