@@ -241,6 +241,7 @@ impl LoadSim {
 
     /// Replaces the arrival profile (loadsim's `PUT /profile`).
     pub async fn set_profile(&self, profile: &serde_json::Value) -> Result<()> {
+        inflight::tls::install_crypto_provider();
         let response = reqwest::Client::new()
             .put(format!("http://{}/profile", self.addr))
             .json(profile)
@@ -290,4 +291,55 @@ pub async fn ensure_crd(client: &Client) -> Result<()> {
         Ok(established.then_some(()))
     })
     .await
+}
+
+/// Like [`LoadSim::start`], with extra loadsim flags (e.g. `--service-time
+/// 500ms`, `--per-pod-limit 1000`).
+pub fn start_loadsim_with(
+    ns: &str,
+    deployment: &str,
+    profile: &serde_json::Value,
+    extra_args: &[&str],
+) -> Result<LoadSim> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadsim"))
+        .args([
+            "--namespace",
+            ns,
+            "--deployment",
+            deployment,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--profile")
+        .arg(profile.to_string())
+        .args(extra_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting loadsim")?;
+    let stdout = child.stdout.take().context("loadsim stdout")?;
+    let mut addr = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = Some(a.trim().to_string());
+            break;
+        }
+    }
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        bail!("loadsim exited without printing its address");
+    };
+    let targets = bed_dir().join("prometheus/targets");
+    std::fs::create_dir_all(&targets)?;
+    let target_file = targets.join(format!("loadsim-{ns}-{deployment}.json"));
+    let sd = serde_json::json!([{"targets": [addr], "labels": {"job": "loadsim", "scenario": ns}}]);
+    let tmp = target_file.with_extension("tmp");
+    std::fs::write(&tmp, sd.to_string())?;
+    std::fs::rename(&tmp, &target_file)?;
+    Ok(LoadSim {
+        child,
+        addr,
+        target_file,
+    })
 }

@@ -2,4 +2,8 @@
 //! kube-controller-manager, kube-scheduler, kwok fake nodes and a real
 //! Prometheus. Run with `make e2e` (or `make cluster-up` then `make e2e-run`).
 mod bed;
+mod chart_install;
+mod controller;
 mod harness;
+mod limits;
+mod operator;

@@ -334,7 +334,6 @@ async fn shutdown_signal() -> Result<&'static str, std::io::Error> {
     tokio::signal::ctrl_c().await.map(|()| "interrupt")
 }
 
-
 async fn kube_client(args: &RunArgs) -> Result<Client, RunError> {
     let config = match &args.kubeconfig {
         Some(path) => {
