@@ -21,7 +21,12 @@ help:
 
 ## Tests ----------------------------------------------------------------------
 
-test: lint unit e2e
+# Ends with one summary line counted from every cargo test run above it.
+test:
+	log=$$(mktemp); status=0; \
+	$(MAKE) --no-print-directory lint unit e2e 2>&1 | tee "$$log" || status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' "$$log"; \
+	rm -f "$$log"; exit $$status
 
 unit:
 	$(CARGO) test --all-targets

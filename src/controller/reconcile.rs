@@ -309,6 +309,9 @@ fn find_conflict(policy: &ConcurrencyPolicy, scope: &Scope) -> Option<Blocker> {
         .filter_map(|p| p.0.as_ref().ok())
         .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|p| p.metadata.deletion_timestamp.is_none())
+        // A policy with an invalid spec never scales, so it claims nothing:
+        // an old broken policy must not block a newer valid one.
+        .filter(|p| p.spec.validate().is_ok())
         .map(PolicyClaim::of)
         .collect();
     find_blocker(

@@ -11,8 +11,11 @@ use super::TelemetryError;
 pub fn init_tracing(json: bool, filter: &str) -> Result<(), TelemetryError> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(rust_log.as_deref(), filter)?;
+    // Colours only for a person at a terminal, not in files or log pipelines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = if json {
         builder
