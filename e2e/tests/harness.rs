@@ -195,48 +195,7 @@ pub struct LoadSim {
 
 impl LoadSim {
     pub fn start(ns: &str, deployment: &str, profile: &serde_json::Value) -> Result<LoadSim> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadsim"))
-            .args([
-                "--namespace",
-                ns,
-                "--deployment",
-                deployment,
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--profile")
-            .arg(profile.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting loadsim")?;
-        let stdout = child.stdout.take().context("loadsim stdout")?;
-        let mut addr = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            if let Some(a) = line.strip_prefix("listening on ") {
-                addr = Some(a.trim().to_string());
-                break;
-            }
-        }
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            bail!("loadsim exited without printing its address");
-        };
-        let targets = bed_dir().join("prometheus/targets");
-        std::fs::create_dir_all(&targets)?;
-        let target_file = targets.join(format!("loadsim-{ns}-{deployment}.json"));
-        let sd =
-            serde_json::json!([{"targets": [addr], "labels": {"job": "loadsim", "scenario": ns}}]);
-        // Write then rename, so Prometheus never reads half a file.
-        let tmp = target_file.with_extension("tmp");
-        std::fs::write(&tmp, sd.to_string())?;
-        std::fs::rename(&tmp, &target_file)?;
-        Ok(LoadSim {
-            child,
-            addr,
-            target_file,
-        })
+        start_loadsim_with(ns, deployment, profile, &[])
     }
 
     /// Replaces the arrival profile (loadsim's `PUT /profile`).
@@ -334,6 +293,7 @@ pub fn start_loadsim_with(
     std::fs::create_dir_all(&targets)?;
     let target_file = targets.join(format!("loadsim-{ns}-{deployment}.json"));
     let sd = serde_json::json!([{"targets": [addr], "labels": {"job": "loadsim", "scenario": ns}}]);
+    // Write then rename, so Prometheus never reads half a file.
     let tmp = target_file.with_extension("tmp");
     std::fs::write(&tmp, sd.to_string())?;
     std::fs::rename(&tmp, &target_file)?;
