@@ -283,31 +283,14 @@ fn expect_forbidden<T: std::fmt::Debug>(what: &str, result: kube::Result<T>) -> 
     }
 }
 
-/// Scales `web` between 1 and 3 on requests in flight, 2 per pod, with
-/// windows short enough for a test: the stable path only (no panic, no
-/// forecast), no stabilization on the way up, 2 s on the way down.
+/// Scales `web` between 1 and 3 on requests in flight (the harness's
+/// short-window test policy).
 fn policy() -> Result<ConcurrencyPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "inflight.dev/v1alpha1",
-        "kind": "ConcurrencyPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": WORKLOAD},
-            "minReplicas": 1,
-            "maxReplicas": MAX_REPLICAS,
-            "metrics": {"inFlight": {"query":
-                "sum(http_requests_in_flight{namespace=\"{{namespace}}\",deployment=\"{{name}}\"})"}},
-            "target": {"concurrencyPerPod": 2.0, "utilization": 1.0},
-            "smoothing": {"halfLife": "1s"},
-            "prediction": {"enabled": false},
-            "behavior": {
-                "panic": {"window": "1s", "threshold": 1000.0},
-                "scaleUp": {"stabilizationWindow": "0s", "period": "1s"},
-                "scaleDown": {"stabilizationWindow": "2s", "period": "1s", "maxStep": {"percent": 100}},
-                "reverseCooldown": "0s"
-            }
-        }
-    }))?)
+    Ok(serde_json::from_value(fast_policy_json(
+        POLICY,
+        WORKLOAD,
+        MAX_REPLICAS,
+    ))?)
 }
 
 /// `status.desiredReplicas` of the policy.

@@ -303,3 +303,31 @@ pub fn start_loadsim_with(
         target_file,
     })
 }
+
+/// The JSON of a policy scaling `workload` between 1 and `max_replicas` on
+/// requests in flight, 2 per pod, with windows short enough for a test: the
+/// stable path only (no panic, no forecast), no stabilization on the way up,
+/// 2 s on the way down. Callers add fields (e.g. `spec.limits`).
+pub fn fast_policy_json(name: &str, workload: &str, max_replicas: i32) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "inflight.dev/v1alpha1",
+        "kind": "ConcurrencyPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload},
+            "minReplicas": 1,
+            "maxReplicas": max_replicas,
+            "metrics": {"inFlight": {"query":
+                "sum(http_requests_in_flight{namespace=\"{{namespace}}\",deployment=\"{{name}}\"})"}},
+            "target": {"concurrencyPerPod": 2.0, "utilization": 1.0},
+            "smoothing": {"halfLife": "1s"},
+            "prediction": {"enabled": false},
+            "behavior": {
+                "panic": {"window": "1s", "threshold": 1000.0},
+                "scaleUp": {"stabilizationWindow": "0s", "period": "1s"},
+                "scaleDown": {"stabilizationWindow": "2s", "period": "1s", "maxStep": {"percent": 100}},
+                "reverseCooldown": "0s"
+            }
+        }
+    })
+}

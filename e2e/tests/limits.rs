@@ -462,37 +462,18 @@ async fn the_adaptive_limit_settles_near_the_knee_of_the_latency_curve() -> Resu
 /// Scales `web` between 1 and 3 at 2 requests per pod (as chart_install
 /// does), with limits of 5 per pod written to four sinks.
 fn sink_policy() -> Result<ConcurrencyPolicy> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "inflight.dev/v1alpha1",
-        "kind": "ConcurrencyPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": WORKLOAD},
-            "minReplicas": 1,
-            "maxReplicas": 3,
-            "metrics": {"inFlight": {"query":
-                "sum(http_requests_in_flight{namespace=\"{{namespace}}\",deployment=\"{{name}}\"})"}},
-            "target": {"concurrencyPerPod": 2.0, "utilization": 1.0},
-            "smoothing": {"halfLife": "1s"},
-            "prediction": {"enabled": false},
-            "behavior": {
-                "panic": {"window": "1s", "threshold": 1000.0},
-                "scaleUp": {"stabilizationWindow": "0s", "period": "1s"},
-                "scaleDown": {"stabilizationWindow": "2s", "period": "1s", "maxStep": {"percent": 100}},
-                "reverseCooldown": "0s"
-            },
-            "limits": {
-                "perPod": PER_POD,
-                "sinks": [
-                    {"configMap": {"name": CONFIG_MAP, "key": "maxConcurrency"}},
-                    {"configMap": {"name": CONFIG_MAP, "key": "totalConcurrency"}, "value": "Total"},
-                    {"field": {"apiVersion": format!("{DR_GROUP}/v1"), "kind": "DestinationRule",
-                               "name": WORKLOAD, "pointer": DR_POINTER}, "value": "Total"},
-                    {"annotation": {"key": ANNOTATION}, "value": "Total"},
-                ]
-            }
-        }
-    }))?)
+    let mut policy = fast_policy_json(POLICY, WORKLOAD, 3);
+    policy["spec"]["limits"] = json!({
+        "perPod": PER_POD,
+        "sinks": [
+            {"configMap": {"name": CONFIG_MAP, "key": "maxConcurrency"}},
+            {"configMap": {"name": CONFIG_MAP, "key": "totalConcurrency"}, "value": "Total"},
+            {"field": {"apiVersion": format!("{DR_GROUP}/v1"), "kind": "DestinationRule",
+                       "name": WORKLOAD, "pointer": DR_POINTER}, "value": "Total"},
+            {"annotation": {"key": ANNOTATION}, "value": "Total"},
+        ]
+    });
+    Ok(serde_json::from_value(policy)?)
 }
 
 /// One knob: no concurrencyPerPod, the pods planned at the adaptive limit.
