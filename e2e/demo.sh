@@ -79,6 +79,7 @@ spec:
   metrics:
     inFlight: {query: 'sum(http_requests_in_flight{namespace="{{namespace}}",deployment="{{name}}"})'}
     queueDepth: {query: 'sum(http_queue_depth{namespace="{{namespace}}",deployment="{{name}}"})'}
+    arrivalRate: {query: 'sum(rate(loadsim_arrivals_total{namespace="{{namespace}}",deployment="{{name}}"}[5s]))'}
   target: {concurrencyPerPod: 10, utilization: 0.8, serviceTime: 100ms}
   queueDrainTime: 10s
   smoothing: {halfLife: 5s}

@@ -432,6 +432,7 @@ fn full_policy_is_admitted_and_converts_to_the_engine_config() {
         "/spec/trafficPolicy/connectionPool/http/http2MaxRequests"
     );
     assert!(spec.metrics.latency.is_some());
+    assert!(spec.metrics.arrival_rate.is_some());
     assert!(!spec.target_follows_limits());
     assert_eq!(spec.adaptive_config(), Ok(None));
     assert!(spec.metrics.empty_is_zero);
@@ -506,8 +507,8 @@ fn minimal_policy_gets_every_default_from_the_schema() {
         "behavior": {
             "tolerance": 0.1,
             "panic": {"window": "6s", "threshold": 2.0},
-            "scaleUp": {"stabilizationWindow": "0s", "maxStep": {"percent": 100, "pods": 4}, "period": "15s"},
-            "scaleDown": {"stabilizationWindow": "300s", "maxStep": {"percent": 50}, "period": "30s"},
+            "scaleUp": {"stabilizationWindow": "0s", "maxStep": {"percent": 1000, "pods": 4}, "period": "15s"},
+            "scaleDown": {"stabilizationWindow": "300s", "maxStep": {"percent": 50}, "period": "30s", "early": true},
             "reverseCooldown": "60s",
         },
         "maxSampleAge": "30s",
@@ -912,6 +913,7 @@ fn a_full_status_fits_the_schema() {
             reason: "ScaleUp".into(),
             in_flight: Some(87.0),
             queue_depth: None,
+            arrival_rate: Some(870.0),
             demand: Some(87.0),
             smoothed: Some(80.5),
             forecast: Some(90.0),
@@ -1206,6 +1208,36 @@ fn bad_limits_are_rejected_by_schema_and_conversion() {
     );
     let errors = spec_of(&object).validate().unwrap_err();
     assert_eq!(errors[0].field, "spec.limits.sinks");
+}
+
+/// An arrival rate is turned into concurrency by the service time: the API
+/// server refuses one without the other (CEL), and so does the conversion
+/// (objects admitted before the rule existed).
+#[test]
+fn arrival_rate_needs_a_service_time() {
+    let arrivals =
+        json!({"query": "sum(rate(ingress_requests_total{namespace=\"{{namespace}}\"}[15s]))"});
+    let minimal = fixture("policy-minimal.yaml");
+
+    let object = with_at(&minimal, "/spec/metrics/arrivalRate", arrivals.clone());
+    assert_rejected(&object, "metrics.arrivalRate needs target.serviceTime");
+    let errors = spec_of(&object).validate().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "spec.target.serviceTime");
+    let err = spec_of(&object).engine_config(None).unwrap_err();
+    assert_eq!(err.field, "spec.target.serviceTime");
+
+    let object = with_at(&object, "/spec/target/serviceTime", json!("100ms"));
+    let admitted = admit(&object).unwrap();
+    assert_eq!(admitted["spec"]["metrics"]["arrivalRate"], arrivals);
+    let config = spec_of(&admitted).engine_config(None).unwrap();
+    assert_eq!(config.service_time_secs, Some(0.1));
+
+    // A service time without an arrival rate stays optional... and so is
+    // an arrival rate's absence (the minimal policy has neither).
+    let object = with_at(&minimal, "/spec/target/serviceTime", json!("100ms"));
+    admit(&object).unwrap();
+    admit(&minimal).unwrap();
 }
 
 /// `base` with `value` at `pointer`, whose parent exists (lists included).

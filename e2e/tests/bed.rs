@@ -57,9 +57,18 @@ async fn invalid_policies_are_refused_with_clear_messages() -> Result<()> {
     ensure_crd(&client).await?;
     let ns = TestNamespace::create(&client, "cel").await?;
     let api = policy_api(&client, &ns.name);
+    // An arrival rate is only concurrency once multiplied by a service time.
+    let mut arrivals_alone = policy("d", 1, 10, 10.0)?;
+    arrivals_alone.data["spec"]["metrics"]["arrivalRate"] =
+        json!({"query": "sum(rate(loadsim_arrivals_total{namespace=\"{{namespace}}\"}[5s]))"});
     let cases = [
         ("min-over-max", policy("a", 5, 2, 10.0)?, "minReplicas"),
         ("zero-target", policy("b", 1, 10, 0.0)?, "concurrencyPerPod"),
+        (
+            "arrival-rate-without-service-time",
+            arrivals_alone,
+            "metrics.arrivalRate needs target.serviceTime",
+        ),
     ];
     for (case, obj, must_mention) in cases {
         let err = api

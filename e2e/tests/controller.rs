@@ -9,6 +9,8 @@
 //! utilization))`. Loads are chosen so that this count is also where a
 //! scale-down from above settles (it keeps the tolerance as headroom:
 //! `ceil(demand x 1.1 / per pod)`), with room to spare for Poisson noise.
+//! (The arrival-rate scenario is the exception: it needs pods that fill up,
+//! so it runs loadsim's defaults, 10 at once per pod.)
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -77,7 +79,9 @@ fn policy(name: &str, target: &str, overrides: Value) -> Value {
             "tolerance": TOLERANCE,
             "panic": {"window": "3s", "threshold": 2.0},
             "scaleUp": {"stabilizationWindow": "0s", "period": "5s", "maxStep": {"percent": 100, "pods": 4}},
-            "scaleDown": {"stabilizationWindow": "20s", "period": "5s", "maxStep": {"pods": 2}},
+            // These scenarios check the window itself: no early scale-down
+            // (the engine's unit tests cover it).
+            "scaleDown": {"stabilizationWindow": "20s", "period": "5s", "maxStep": {"pods": 2}, "early": false},
             "reverseCooldown": "5s"
         }
     });
@@ -269,18 +273,21 @@ async fn started_operator(s: &Scenario, options: OperatorOptions) -> Result<Oper
     Ok(op)
 }
 
-/// The numbers of a scale note: `from -> to: X in flight + Q queued over P per pod`.
+/// The numbers of a scale note: `from -> to: X in flight + Q queued over P
+/// per pod`, with `, A req/s arriving` before `over` when the policy has an
+/// arrival rate.
 struct ScaleNote {
     from: i32,
     to: i32,
     in_flight: f64,
     queued: f64,
+    arriving: Option<f64>,
     per_pod: f64,
 }
 
 fn parse_scale_note(note: &str) -> Option<ScaleNote> {
     let re = regex::Regex::new(
-        r"^(?:DryRun, would scale )?(\d+) -> (\d+): ([0-9.]+) in flight \+ ([0-9.]+) queued over ([0-9.]+) per pod",
+        r"^(?:DryRun, would scale )?(\d+) -> (\d+): ([0-9.]+) in flight \+ ([0-9.]+) queued(?:, ([0-9.]+) req/s arriving)? over ([0-9.]+) per pod",
     )
     .ok()?;
     let c = re.captures(note)?;
@@ -289,7 +296,11 @@ fn parse_scale_note(note: &str) -> Option<ScaleNote> {
         to: c[2].parse().ok()?,
         in_flight: c[3].parse().ok()?,
         queued: c[4].parse().ok()?,
-        per_pod: c[5].parse().ok()?,
+        arriving: match c.get(5) {
+            Some(a) => Some(a.as_str().parse().ok()?),
+            None => None,
+        },
+        per_pod: c[6].parse().ok()?,
     })
 }
 
@@ -400,6 +411,240 @@ async fn step_up_scales_to_computed_count() -> Result<()> {
         "step up: 1 -> {expected} in {:.1}s ({}); event: {note}",
         took.as_secs_f64(),
         w.history.describe()
+    );
+    s.pass();
+    Ok(())
+}
+
+/// An overload far past what a full fleet can show: 2 pods of loadsim's
+/// defaults (10 requests at once per pod, 100 ms each: 100 req/s per pod,
+/// 200 for the fleet) go from a low rate to 5.8x their capacity. In flight
+/// is then capped at 20 and the bounded queue is full (drops are unseen by
+/// both); with `metrics.arrivalRate` the one scale-up goes straight to the
+/// fleet the arrivals need, instead of doubling per pod start-up.
+///
+/// The arrival rate is `rate()` over 5 s of loadsim's counter of every
+/// arrival (dropped ones included), so it takes the window to see a step.
+/// The policy is paused while the overload builds and unpaused once
+/// Prometheus reports the new rate: the test checks the sizing, not the
+/// window's lag.
+#[tokio::test]
+#[ignore = "needs the local bed; run by make e2e"]
+async fn arrival_rate_sizes_an_overload_in_one_step() -> Result<()> {
+    /// loadsim's defaults: 100 ms service time, 10 at once per pod.
+    const SERVICE_TIME: f64 = 0.1;
+    const POD_LIMIT: f64 = 10.0;
+    /// Its queue bound: 10 x the limit per ready pod.
+    const QUEUE_PER_POD: f64 = 10.0 * POD_LIMIT;
+    /// The policy plans pods for the limit at 80%: 8 per pod.
+    const PER_POD: f64 = POD_LIMIT * UTILIZATION;
+    /// The policy's default queueDrainTime.
+    const DRAIN_SECS: f64 = 30.0;
+    const FLEET: i32 = 2;
+    /// 12 in flight on 2 pods: 1.5 pods' worth, so the fleet holds.
+    const LOW: f64 = 120.0;
+    /// 5.8x the fleet's 200 req/s.
+    const OVERLOAD: f64 = 1160.0;
+
+    let s = Scenario::new("ctl-arrivals").await?;
+    let (client, ns) = (&s.client, s.namespace());
+    // The engine's demand once the 2 pods are full:
+    //   arrivals x service time           = 1160 x 0.1       = 116.0
+    //   + the full queue drained in 30 s  = 2 x 100 x 0.1 / 30 = 0.67
+    //   = 116.67 over 8 per pod = 14.58 -> 15 pods.
+    // (Without the arrival rate, a full fleet is only known to need more:
+    // the engine guesses twice its in flight, 40 -> 5 pods, and again once
+    // those are Ready.)
+    let demand =
+        OVERLOAD * SERVICE_TIME + f64::from(FLEET) * QUEUE_PER_POD * SERVICE_TIME / DRAIN_SECS;
+    let expected = (demand / PER_POD).ceil() as i32;
+    assert_eq!(expected, 15);
+    assert_eq!(((LOW * SERVICE_TIME) / PER_POD).ceil() as i32, FLEET);
+
+    create_deployment(client, ns, "web", FLEET).await?;
+    wait_ready(client, ns, "web", FLEET, BED_TIMEOUT).await?;
+    let loadsim = start_loadsim_with(ns, "web", &constant(LOW), &[])?;
+    let arrivals =
+        format!("sum(rate(loadsim_arrivals_total{{namespace=\"{ns}\",deployment=\"web\"}}[5s]))");
+    let near = |v: f64, want: f64, within: f64| (v - want).abs() <= want * within;
+    // The last decision saw about `want` req/s arriving.
+    let arriving = |st: &ConcurrencyPolicyStatus, want: f64, within: f64| {
+        st.last_decision
+            .as_ref()
+            .and_then(|d| d.arrival_rate)
+            .is_some_and(|a| near(a, want, within))
+    };
+    wait_for(
+        &format!("Prometheus to see {LOW} req/s arriving"),
+        BED_TIMEOUT,
+        || async { Ok(prom_value(&arrivals).await?.filter(|v| near(*v, LOW, 0.2))) },
+    )
+    .await?;
+    let history = ReplicaHistory::start(client, ns, "web").await?;
+    let op = started_operator(&s, OperatorOptions::new("op")).await?;
+    create_policy(
+        client,
+        ns,
+        policy(
+            "web",
+            "web",
+            json!({
+                "maxReplicas": 30,
+                "metrics": {"arrivalRate": {"query":
+                    "sum(rate(loadsim_arrivals_total{namespace=\"{{namespace}}\",deployment=\"{{name}}\"}[5s]))"}},
+                "target": {"concurrencyPerPod": POD_LIMIT, "serviceTime": "100ms"},
+                // Room for the whole step at once.
+                "behavior": {"scaleUp": {"maxStep": {"percent": 1000, "pods": 30}}}
+            }),
+        ),
+    )
+    .await?;
+    let status = wait_status(
+        client,
+        ns,
+        "web",
+        &format!("desired {FLEET} with about {LOW} req/s arriving"),
+        SCALE_TIMEOUT,
+        |st| {
+            st.desired_replicas == Some(FLEET as u32)
+                && condition_is(st, "MetricsAvailable", "True", "MetricsRead")
+                && arriving(st, LOW, 0.3)
+        },
+    )
+    .await?;
+    // The engine warmed up on the history of all three queries.
+    let log = op.log_text();
+    ensure!(
+        log.contains("engine warmed up from Prometheus history")
+            && !log.contains("cannot warm the engine up"),
+        "the warm-up should read the arrival rate's history too:\n{}",
+        op.log_tail(30)
+    );
+    eprintln!("arrivals, low load: {}", describe_status(&status));
+
+    // Hold the policy, push the overload, and wait until the measurement
+    // has settled: the paused policy keeps deciding and shows it in status.
+    patch_policy(
+        client,
+        ns,
+        "web",
+        json!({"metadata": {"annotations": {"inflight.dev/paused": "true"}}}),
+    )
+    .await?;
+    wait_status(client, ns, "web", "paused", Duration::from_secs(30), |st| {
+        condition_is(st, "ScalingActive", "False", "Paused")
+    })
+    .await?;
+    loadsim.set_profile(&constant(OVERLOAD)).await?;
+    wait_for(
+        &format!("Prometheus to see {OVERLOAD} req/s arriving"),
+        BED_TIMEOUT,
+        || async {
+            Ok(prom_value(&arrivals)
+                .await?
+                .filter(|v| near(*v, OVERLOAD, 0.05)))
+        },
+    )
+    .await?;
+    let paused = wait_status(
+        client,
+        ns,
+        "web",
+        &format!("paused, desired about {expected} for about {OVERLOAD} req/s arriving"),
+        SCALE_TIMEOUT,
+        |st| {
+            st.desired_replicas
+                .is_some_and(|d| (d as i32 - expected).abs() <= 1)
+                && arriving(st, OVERLOAD, 0.1)
+        },
+    )
+    .await?;
+    ensure!(
+        values(&history.changes()) == vec![FLEET],
+        "the paused policy scaled: {}",
+        history.describe()
+    );
+    let decision = paused
+        .last_decision
+        .clone()
+        .context("lastDecision is set")?;
+    ensure!(
+        decision
+            .in_flight
+            .is_some_and(|f| near(f, f64::from(FLEET) * POD_LIMIT, 0.05))
+            && decision.queue_depth.is_some_and(|q| q > QUEUE_PER_POD),
+        "the full fleet should show 20 in flight and a full queue: {}",
+        describe_status(&paused)
+    );
+
+    let unpaused = Instant::now();
+    patch_policy(
+        client,
+        ns,
+        "web",
+        json!({"metadata": {"annotations": {"inflight.dev/paused": null}}}),
+    )
+    .await?;
+    let first = wait_for("the first scale-up", SCALE_TIMEOUT, || async {
+        Ok(history.since(unpaused).get(1).map(|(_, r)| *r))
+    })
+    .await?;
+    ensure!(
+        (first - expected).abs() <= 1,
+        "the first scale-up should go from {FLEET} straight to about {expected}: {}",
+        history.describe()
+    );
+    let event = wait_for(
+        &format!("the ScaledUp event {FLEET} -> {first}"),
+        Duration::from_secs(30),
+        || async {
+            Ok(events_for(client, ns, "web").await?.into_iter().find(|e| {
+                e.reason.as_deref() == Some("ScaledUp")
+                    && e.note
+                        .as_deref()
+                        .and_then(parse_scale_note)
+                        .is_some_and(|n| n.from == FLEET && n.to == first)
+            }))
+        },
+    )
+    .await?;
+    let note = event.note.clone().unwrap_or_default();
+    let n = parse_scale_note(&note).context("the note parsed a moment ago")?;
+    ensure!(
+        n.arriving.is_some_and(|a| near(a, OVERLOAD, 0.1))
+            && near(n.in_flight, f64::from(FLEET) * POD_LIMIT, 0.05)
+            && n.queued > QUEUE_PER_POD
+            && n.per_pod == PER_POD,
+        "the note should read `{FLEET} -> {first}: 20.0 in flight + ~200 queued, ~{OVERLOAD} req/s arriving over {PER_POD} per pod`: {note}"
+    );
+    // (Once Ready, the new pods take the backlog at once; that burst of in
+    // flight may add a pod or two in panic: only the first step is checked.)
+    wait_for(
+        &format!("{first} or more Ready pods"),
+        SCALE_TIMEOUT,
+        || async { Ok((ready_replicas(client, ns, "web").await? >= first).then_some(())) },
+    )
+    .await?;
+    let status = wait_status(
+        client,
+        ns,
+        "web",
+        &format!("current {first} or more, scaled up, arrivals in lastDecision"),
+        Duration::from_secs(30),
+        |st| {
+            st.current_replicas.is_some_and(|c| c >= first as u32)
+                && st.last_scale_direction == Some(ScaleDirection::Up)
+                && arriving(st, OVERLOAD, 0.1)
+        },
+    )
+    .await?;
+    eprintln!(
+        "arrivals: {} (unpaused at +{:.1}s); event: {note}; status: {}",
+        history.describe(),
+        unpaused
+            .duration_since(history.changes()[0].0)
+            .as_secs_f64(),
+        describe_status(&status)
     );
     s.pass();
     Ok(())

@@ -172,6 +172,15 @@ impl ConcurrencyPolicySpec {
         if let Some(queue) = &self.metrics.queue_depth {
             c.not_blank("spec.metrics.queueDepth.query", &queue.query);
         }
+        if let Some(arrivals) = &self.metrics.arrival_rate {
+            c.not_blank("spec.metrics.arrivalRate.query", &arrivals.query);
+            if self.target.service_time.is_none() {
+                c.fail(
+                    "spec.target.serviceTime",
+                    "is required with spec.metrics.arrivalRate (arrivals x service time is the demand)",
+                );
+            }
+        }
         if let Some(latency) = &self.metrics.latency {
             c.not_blank("spec.metrics.latency.query", &latency.query);
         }
@@ -320,6 +329,7 @@ impl ConcurrencyPolicySpec {
             scale_up,
             scale_down,
             reverse_cooldown_secs,
+            early_scale_down: b.scale_down.early,
             activation_threshold,
             max_sample_age_secs,
             fallback,
@@ -496,5 +506,72 @@ fn learned_or_default(learned: Option<f64>) -> f64 {
     match learned {
         Some(secs) if secs.is_finite() && secs > 0.0 => secs,
         _ => DEFAULT_HORIZON_SECS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> ConcurrencyPolicySpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const BASE: &str = r#"
+targetRef: {kind: Deployment, name: checkout}
+maxReplicas: 20
+metrics:
+  inFlight: {query: 'sum(http_requests_in_flight)'}
+  arrivalRate: {query: 'sum(rate(ingress_requests_total[15s]))'}
+"#;
+
+    #[test]
+    fn arrival_rate_needs_a_service_time() {
+        let without = spec(&format!("{BASE}target: {{concurrencyPerPod: 10}}\n"));
+        let err = without.engine_config(None).unwrap_err();
+        assert_eq!(err.field, "spec.target.serviceTime");
+        assert!(
+            err.problem.contains("spec.metrics.arrivalRate"),
+            "{}",
+            err.problem
+        );
+        assert_eq!(without.validate().unwrap_err(), vec![err]);
+
+        let with = spec(&format!(
+            "{BASE}target: {{concurrencyPerPod: 10, serviceTime: 100ms}}\n"
+        ));
+        let config = with.engine_config(None).unwrap();
+        assert_eq!(config.service_time_secs, Some(0.1));
+        assert_eq!(with.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_blank_arrival_rate_query_is_refused() {
+        let blank = spec(&format!(
+            "{}target: {{concurrencyPerPod: 10, serviceTime: 100ms}}\n",
+            BASE.replace("sum(rate(ingress_requests_total[15s]))", "  ")
+        ));
+        let errors = blank.validate().unwrap_err();
+        assert_eq!(
+            errors,
+            vec![SpecError::new(
+                "spec.metrics.arrivalRate.query",
+                "must not be empty"
+            )]
+        );
+    }
+
+    #[test]
+    fn without_an_arrival_rate_no_service_time_is_needed() {
+        let no_arrivals = spec(
+            r#"
+targetRef: {kind: Deployment, name: checkout}
+maxReplicas: 20
+metrics:
+  inFlight: {query: 'sum(http_requests_in_flight)'}
+target: {concurrencyPerPod: 10}
+"#,
+        );
+        assert_eq!(no_arrivals.validate(), Ok(()));
     }
 }

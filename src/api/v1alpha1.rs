@@ -111,7 +111,10 @@ pub mod condition {
         .field_path(".target.concurrencyPerPod"),
     validation = Rule::new("!has(self.limits) || !has(self.limits.adaptive) || has(self.metrics.latency)")
         .message("limits.adaptive needs metrics.latency")
-        .field_path(".metrics.latency")
+        .field_path(".metrics.latency"),
+    validation = Rule::new("!has(self.metrics.arrivalRate) || has(self.target.serviceTime)")
+        .message("metrics.arrivalRate needs target.serviceTime")
+        .field_path(".target.serviceTime")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = kubernetes_integer_formats)]
@@ -221,6 +224,16 @@ pub struct Metrics {
     /// queueDrainTime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<MetricQuery>,
+    /// Requests arriving per second, counted where they arrive, before any
+    /// queue and including those the service rejects or drops, e.g.
+    /// sum(rate(nginx_ingress_controller_requests{...}[15s])). Optional;
+    /// needs target.serviceTime. Once every pod is full, in-flight stops
+    /// measuring demand (it is capped by the pods' capacity); with this
+    /// metric demand is then arrival rate x serviceTime, so one scale-up
+    /// sizes the fleet for an overload of any size instead of doubling it
+    /// per pod start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<MetricQuery>,
     /// The service's latency in seconds, for limits.adaptive. Prefer the mean
     /// over a short window, which is steadier than a quantile, e.g.
     /// sum(rate(http_request_duration_seconds_sum{...}[30s])) /
@@ -309,7 +322,9 @@ pub struct Target {
     #[schemars(extend("minimum" = 0, "exclusiveMinimum" = true, "maximum" = 1))]
     pub utilization: f64,
     /// Mean time to serve one request (e.g. 100ms), when known. With
-    /// metrics.queueDepth it turns queue growth into concurrency.
+    /// metrics.queueDepth it turns queue growth into concurrency; with
+    /// metrics.arrivalRate (which needs it) it turns arrivals into
+    /// concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_time: Option<PositiveDuration>,
 }
@@ -393,9 +408,10 @@ pub struct ScaleUpRules {
     /// act on the latest). Default 0s.
     #[serde(default = "default_scale_up_window")]
     pub stabilization_window: Duration,
-    /// The most replicas to add in one period. Default {percent: 100,
-    /// pods: 4}: add up to 100% of the current replicas or 4 pods, whichever
-    /// is more.
+    /// The most replicas to add in one period. Default {percent: 1000,
+    /// pods: 4}: add up to ten times the current replicas or 4 pods,
+    /// whichever is more (a measured overload is met in one step; lower it
+    /// to make scale-ups more gradual).
     #[serde(default = "default_scale_up_step")]
     #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub max_step: MaxStep,
@@ -420,6 +436,15 @@ pub struct ScaleDownRules {
     /// The period the step limit applies to. Default 30s.
     #[serde(default = "default_scale_down_period")]
     pub period: PositiveDuration,
+    /// Scale down before the stabilization window ends on a pattern that is
+    /// not noise: a clear drop (the newest fifth of the window asked for at
+    /// most half the current replicas: a burst that ended) or a steady
+    /// decline (each fifth of the window asked for fewer pods at its
+    /// highest than the fifth before it: a ramp down). The fleet then goes
+    /// down to the highest recommendation of the newest fifth. false: every
+    /// scale-down waits out the whole window, as in HPA. Default true.
+    #[serde(default = "default_true")]
+    pub early: bool,
 }
 
 /// A limit on the change in one period. With both fields the larger allowed
@@ -738,6 +763,9 @@ pub struct DecisionSummary {
     /// Requests queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<f64>,
+    /// Requests arriving per second (with metrics.arrivalRate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<f64>,
     /// Steady demand: in flight plus queue growth x service time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demand: Option<f64>,
@@ -809,7 +837,7 @@ fn default_scale_up_window() -> Duration {
 }
 fn default_scale_up_step() -> MaxStep {
     MaxStep {
-        percent: Some(100),
+        percent: Some(1000),
         pods: Some(4),
     }
 }
@@ -898,6 +926,7 @@ impl Default for ScaleDownRules {
             stabilization_window: default_scale_down_window(),
             max_step: default_scale_down_step(),
             period: default_scale_down_period(),
+            early: true,
         }
     }
 }

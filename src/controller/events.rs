@@ -156,7 +156,13 @@ impl PolicyEvent {
             }
             PolicyEvent::PanicStarted { details, ready } => match details.panic_demand {
                 Some(demand) => format!(
-                    "{demand:.1} in flight over the panic window against capacity for {:.1} ({ready} ready pods x {:.1}); scaling on the short window, no scale-down",
+                    "{demand:.1} {} over the panic window against capacity for {:.1} ({ready} ready pods x {:.1}); scaling on the short window, no scale-down",
+                    // With arrivals, a full fleet's demand is theirs, not
+                    // what is in flight.
+                    match details.arrival_rate {
+                        Some(a) => format!("demand ({a:.1} req/s arriving)"),
+                        None => "in flight".into(),
+                    },
                     f64::from(*ready) * details.per_pod_target,
                     details.per_pod_target
                 ),
@@ -223,6 +229,9 @@ pub fn scale_note(from: u32, to: u32, details: &Details, reason: Reason) -> Stri
         note.push_str(&format!(": {in_flight:.1} in flight"));
         if let Some(queued) = details.queue_depth {
             note.push_str(&format!(" + {queued:.0} queued"));
+        }
+        if let Some(arriving) = details.arrival_rate {
+            note.push_str(&format!(", {arriving:.1} req/s arriving"));
         }
         note.push_str(&format!(" over {:.1} per pod", details.per_pod_target));
     }
@@ -490,6 +499,27 @@ mod tests {
             "200.5 in flight over the panic window against capacity for 80.0 (10 ready pods x 8.0); scaling on the short window, no scale-down"
         );
         assert_eq!(ev.reason(), "PanicStarted");
+    }
+
+    #[test]
+    fn notes_cite_the_arrival_rate_when_the_policy_has_one() {
+        // 2 full pods (20 in flight, 200 queued) while 1160 req/s arrive:
+        // at 100 ms each that is 116 in concurrency, 14.5 pods of 8.
+        let mut d = details(20.0, Some(200.0));
+        d.arrival_rate = Some(1160.04);
+        assert_eq!(
+            scale_note(2, 15, &d, Reason::ScaleUp),
+            "2 -> 15: 20.0 in flight + 200 queued, 1160.0 req/s arriving over 8.0 per pod"
+        );
+        d.panic_demand = Some(116.0);
+        let ev = PolicyEvent::PanicStarted {
+            details: d,
+            ready: 2,
+        };
+        assert_eq!(
+            ev.note(),
+            "116.0 demand (1160.0 req/s arriving) over the panic window against capacity for 16.0 (2 ready pods x 8.0); scaling on the short window, no scale-down"
+        );
     }
 
     #[test]

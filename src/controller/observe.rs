@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 use super::context::{PolicyState, Scope};
 use super::warmup::{self, Queries};
 use crate::actuate::scale::TargetState;
-use crate::api::v1alpha1::{ConcurrencyPolicy, ConcurrencyPolicySpec};
+use crate::api::v1alpha1::{ConcurrencyPolicy, ConcurrencyPolicySpec, MetricQuery};
 use crate::metrics::{self, MetricsError, PromClient, TemplateVars};
 use crate::scaling::{Config, Engine, Observation, ReadError, Reading};
 
@@ -68,6 +68,11 @@ async fn warm_up(
             .as_ref()
             .map(|q| metrics::render(&q.query, vars))
             .transpose()?,
+        arrival_rate: metrics
+            .arrival_rate
+            .as_ref()
+            .map(|q| metrics::render(&q.query, vars))
+            .transpose()?,
     };
     let history = warmup::fetch_history(
         client,
@@ -94,40 +99,53 @@ pub(super) async fn observe(
     target: &TargetState,
 ) -> (Observation, Option<String>) {
     let metrics = &spec.metrics;
-    let (in_flight, queue_depth) = match prometheus {
+    let (in_flight, queue_depth, arrival_rate) = match prometheus {
         Ok(client) => {
-            let in_flight = timed_read(
-                scope,
-                client,
-                &metrics.in_flight.query,
-                vars,
-                metrics.empty_is_zero,
-            );
-            let queue = async {
-                match &metrics.queue_depth {
-                    Some(q) => {
-                        Some(timed_read(scope, client, &q.query, vars, metrics.empty_is_zero).await)
-                    }
-                    None => None,
-                }
-            };
-            futures::join!(in_flight, queue)
+            let empty_is_zero = metrics.empty_is_zero;
+            futures::join!(
+                timed_read(scope, client, &metrics.in_flight.query, vars, empty_is_zero),
+                optional_read(
+                    scope,
+                    client,
+                    metrics.queue_depth.as_ref(),
+                    vars,
+                    empty_is_zero
+                ),
+                optional_read(
+                    scope,
+                    client,
+                    metrics.arrival_rate.as_ref(),
+                    vars,
+                    empty_is_zero
+                ),
+            )
         }
         Err(message) => {
             let failed = || Err(ReadError::Failed(message.clone()));
-            (failed(), metrics.queue_depth.as_ref().map(|_| failed()))
+            (
+                failed(),
+                metrics.queue_depth.as_ref().map(|_| failed()),
+                metrics.arrival_rate.as_ref().map(|_| failed()),
+            )
         }
     };
-    let error = read_failure("inFlight", &in_flight).or_else(|| {
-        queue_depth
-            .as_ref()
-            .and_then(|q| read_failure("queueDepth", q))
-    });
+    let error = read_failure("inFlight", &in_flight)
+        .or_else(|| {
+            queue_depth
+                .as_ref()
+                .and_then(|q| read_failure("queueDepth", q))
+        })
+        .or_else(|| {
+            arrival_rate
+                .as_ref()
+                .and_then(|a| read_failure("arrivalRate", a))
+        });
     let observation = Observation {
         in_flight,
         queue_depth,
         ready_replicas: target.ready_replicas,
         current_replicas: target.spec_replicas,
+        arrival_rate,
     };
     (observation, error)
 }
@@ -153,6 +171,20 @@ async fn timed_read(
         result.as_ref().err().map(MetricsError::metric_label),
     );
     metrics::reading(result)
+}
+
+/// Reads an optional metric: `None` when the policy has no such query.
+async fn optional_read(
+    scope: &Scope,
+    client: &PromClient,
+    query: Option<&MetricQuery>,
+    vars: &TemplateVars,
+    empty_is_zero: bool,
+) -> Option<Reading> {
+    match query {
+        Some(q) => Some(timed_read(scope, client, &q.query, vars, empty_is_zero).await),
+        None => None,
+    }
 }
 
 fn read_failure(metric: &str, reading: &Reading) -> Option<String> {

@@ -95,6 +95,8 @@ pub(super) async fn report_tick(
         desired = decision.replicas,
         ready = target_state.ready_replicas,
         in_flight = ?decision.details.in_flight,
+        queue_depth = ?decision.details.queue_depth,
+        arrival_rate = ?decision.details.arrival_rate,
         smoothed = ?decision.details.smoothed,
         forecast = ?decision.details.forecast,
         "decided"

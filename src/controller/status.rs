@@ -188,6 +188,7 @@ pub fn decision_summary(d: &Decision) -> DecisionSummary {
         reason: d.reason.as_str().to_string(),
         in_flight: d.details.in_flight.map(round2),
         queue_depth: d.details.queue_depth.map(round2),
+        arrival_rate: d.details.arrival_rate.map(round2),
         demand: d.details.demand.map(round2),
         smoothed: d.details.smoothed.map(round2),
         forecast: d.details.forecast.map(round2),
@@ -455,6 +456,20 @@ mod tests {
         assert_eq!(problem.last_scale_time, Some(at(100)));
         assert_eq!(problem.lead_time_seconds, Some(21.2));
         assert_eq!(problem.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn the_decision_summary_shows_the_arrival_rate_when_present() {
+        let mut d = decision(15, Reason::Panic, 20.0);
+        d.details.queue_depth = Some(200.0);
+        d.details.arrival_rate = Some(1160.123);
+        let summary = decision_summary(&d);
+        assert_eq!(summary.arrival_rate, Some(1160.12));
+        assert_eq!(summary.queue_depth, Some(200.0));
+        assert_eq!(
+            decision_summary(&decision(2, Reason::Steady, 10.0)).arrival_rate,
+            None
+        );
     }
 
     #[test]

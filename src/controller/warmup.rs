@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::metrics::{MetricsError, PromClient};
-use crate::scaling::{Config, Observation, ReadError, Sample};
+use crate::scaling::{Config, Observation, ReadError, Reading, Sample};
 
 /// Never look back further than this: an hour covers any sane
 /// stabilization window, and keeps the query cheap.
@@ -40,36 +40,41 @@ pub fn warm_up_step(sync_period_secs: f64) -> f64 {
 }
 
 /// The engine's history from the series of each metric. Points are aligned
-/// on the in-flight series' timestamps; a policy with a queue metric gets
-/// `Missing` where the queue series has no point. The replicas of the past
-/// are not known: the current ones stand in.
+/// on the in-flight series' timestamps; a policy with a queue or an
+/// arrival-rate metric gets `Missing` where that series has no point. The
+/// replicas of the past are not known: the current ones stand in.
 pub fn history(
     in_flight: &[Sample],
     queue: Option<&[Sample]>,
+    arrivals: Option<&[Sample]>,
     current_replicas: u32,
     ready_replicas: u32,
 ) -> Vec<(f64, Observation)> {
     in_flight
         .iter()
         .map(|sample| {
-            let queue_depth = queue.map(|series| {
-                series
-                    .iter()
-                    .find(|q| (q.timestamp - sample.timestamp).abs() < 1e-3)
-                    .copied()
-                    .ok_or(ReadError::Missing)
-            });
             (
                 sample.timestamp,
                 Observation {
                     in_flight: Ok(*sample),
-                    queue_depth,
+                    queue_depth: queue.map(|series| at(series, sample.timestamp)),
                     ready_replicas,
                     current_replicas,
+                    arrival_rate: arrivals.map(|series| at(series, sample.timestamp)),
                 },
             )
         })
         .collect()
+}
+
+/// The point of `series` at `timestamp` (range queries share their steps),
+/// or `Missing`.
+fn at(series: &[Sample], timestamp: f64) -> Reading {
+    series
+        .iter()
+        .find(|s| (s.timestamp - timestamp).abs() < 1e-3)
+        .copied()
+        .ok_or(ReadError::Missing)
 }
 
 /// The rendered queries of a policy.
@@ -77,6 +82,7 @@ pub fn history(
 pub struct Queries {
     pub in_flight: String,
     pub queue_depth: Option<String>,
+    pub arrival_rate: Option<String>,
 }
 
 /// Fetch the history of a policy's metrics from `now - span` to `now`.
@@ -104,9 +110,14 @@ pub async fn fetch_history(
         Some(q) => Some(prometheus.range(q, start, now, step, timeout).await?),
         None => None,
     };
+    let arrivals = match &queries.arrival_rate {
+        Some(q) => Some(prometheus.range(q, start, now, step, timeout).await?),
+        None => None,
+    };
     Ok(history(
         &in_flight,
         queue.as_deref(),
+        arrivals.as_deref(),
         current_replicas,
         ready_replicas,
     ))
@@ -143,7 +154,7 @@ mod tests {
     fn history_aligns_queue_on_in_flight_timestamps() {
         let in_flight = [s(100.0, 10.0), s(105.0, 12.0), s(110.0, 14.0)];
         let queue = [s(100.0, 1.0), s(110.0, 3.0)];
-        let h = history(&in_flight, Some(&queue), 4, 3);
+        let h = history(&in_flight, Some(&queue), None, 4, 3);
         assert_eq!(h.len(), 3);
         assert_eq!(h[0].0, 100.0);
         assert_eq!(h[0].1.queue_depth, Some(Ok(s(100.0, 1.0))));
@@ -156,9 +167,20 @@ mod tests {
     }
 
     #[test]
+    fn history_aligns_arrivals_on_in_flight_timestamps() {
+        let in_flight = [s(100.0, 20.0), s(105.0, 20.0)];
+        let arrivals = [s(105.0, 1160.0)];
+        let h = history(&in_flight, None, Some(&arrivals), 2, 2);
+        assert_eq!(h[0].1.arrival_rate, Some(Err(ReadError::Missing)));
+        assert_eq!(h[1].1.arrival_rate, Some(Ok(s(105.0, 1160.0))));
+        assert_eq!(h[1].1.queue_depth, None);
+    }
+
+    #[test]
     fn history_without_queue_metric_has_no_queue() {
-        let h = history(&[s(1.0, 2.0)], None, 1, 1);
+        let h = history(&[s(1.0, 2.0)], None, None, 1, 1);
         assert_eq!(h[0].1.queue_depth, None);
+        assert_eq!(h[0].1.arrival_rate, None);
     }
 
     #[test]
@@ -172,13 +194,14 @@ mod tests {
         };
         let series: Vec<Sample> = (0..60).map(|i| s(f64::from(i) * 5.0, 160.0)).collect();
         let mut engine = crate::scaling::Engine::new(config);
-        engine.warm_up(&history(&series, None, 20, 20));
+        engine.warm_up(&history(&series, None, None, 20, 20));
         let now = 300.0;
         let obs = Observation {
             in_flight: Ok(s(now, 80.0)),
             queue_depth: None,
             ready_replicas: 20,
             current_replicas: 20,
+            arrival_rate: None,
         };
         let decision = engine.step(&obs, now);
         let smoothed = decision.details.smoothed.unwrap();

@@ -17,6 +17,13 @@
 //!   backlog: each time the new pods become ready, the fleet can double
 //!   again, until it stops being saturated and the readings measure demand.
 //!   This floor feeds the short (panic) window, not the smoothed one.
+//! - arrivals: with an arrival-rate metric (requests per second counted
+//!   before any queue or drop) and a known service time, a full fleet's
+//!   demand is measured, not guessed: arrival rate x service time (Little's
+//!   law). It raises the steady demand of a full fleet (never lowers it, so
+//!   a service slower than its configured service time is still sized on
+//!   its in-flight) and replaces the saturation guess whenever it explains
+//!   the overload.
 use super::smoothing::Ewma;
 use super::types::{Config, Observation, Reading, Sample};
 
@@ -43,6 +50,8 @@ pub const SATURATION_FILL: f64 = 0.95;
 pub(crate) struct Readings {
     pub in_flight: f64,
     pub queue: Option<Sample>,
+    /// Requests arriving per second, when the policy has the metric.
+    pub arrivals: Option<f64>,
 }
 
 /// A reading's value if it is present, finite, non-negative and fresh (at
@@ -65,7 +74,8 @@ pub(crate) fn raw_value(reading: &Reading) -> Option<f64> {
 
 /// Checks the observation; None when the tick must count as a failure: the
 /// in-flight reading (or the queue reading, when the policy has one) is
-/// missing, failed, stale, NaN, infinite or negative. One exception: with no
+/// missing, failed, stale, NaN, infinite or negative (and so is the
+/// arrival-rate reading, when the policy has one). One exception: with no
 /// ready pods a *missing* in-flight series means zero in flight (a sum over
 /// no pods returns nothing), so a queue can still wake a fleet at zero.
 pub(crate) fn check(obs: &Observation, now: f64, config: &Config) -> Option<Readings> {
@@ -78,7 +88,15 @@ pub(crate) fn check(obs: &Observation, now: f64, config: &Config) -> Option<Read
         None => None,
         Some(reading) => Some(valid(reading, now, max_age)?),
     };
-    Some(Readings { in_flight, queue })
+    let arrivals = match &obs.arrival_rate {
+        None => None,
+        Some(reading) => Some(valid(reading, now, max_age)?.value),
+    };
+    Some(Readings {
+        in_flight,
+        queue,
+        arrivals,
+    })
 }
 
 /// The queue's growth rate (requests per second), from consecutive samples,
@@ -119,6 +137,9 @@ pub(crate) struct Demand {
     pub drain: f64,
     /// The least demand a saturated fleet implies (0 when not saturated).
     pub saturation: f64,
+    /// A full fleet's demand measured from the arrivals, when it exceeds
+    /// the in-flight (0 otherwise): an overload seen as it is, not a guess.
+    pub overload: f64,
 }
 
 impl Demand {
@@ -134,16 +155,28 @@ impl Demand {
     }
 }
 
+/// Whether every ready pod is full: in-flight per ready pod at
+/// [`SATURATION_FILL`] x `concurrency_per_pod` or more (true with no ready
+/// pod).
+fn full(readings: &Readings, ready: u32, config: &Config) -> bool {
+    readings.in_flight >= f64::from(ready) * config.concurrency_per_pod * SATURATION_FILL
+}
+
 /// The saturation floor (see the module docs): 0 unless every ready pod is
 /// full and requests are waiting.
 pub(crate) fn saturation(readings: &Readings, ready: u32, config: &Config) -> f64 {
     let backlog = readings.queue.map_or(0.0, |q| q.value);
     let in_flight = readings.in_flight;
-    let full = f64::from(ready) * config.concurrency_per_pod * SATURATION_FILL;
-    if ready == 0 || in_flight < full || backlog <= 0.0 {
+    if ready == 0 || !full(readings, ready, config) || backlog <= 0.0 {
         return 0.0;
     }
     (in_flight * SATURATION_GROWTH).min(in_flight + backlog)
+}
+
+/// Concurrency the arrivals bring (arrival rate x service time), when the
+/// policy has an arrival-rate metric and a service time.
+fn arrival_demand(readings: &Readings, config: &Config) -> Option<f64> {
+    Some(readings.arrivals? * config.service_time_secs?)
 }
 
 /// Demand from validated readings and the queue's growth rate. An empty
@@ -159,12 +192,26 @@ pub(crate) fn demand(readings: &Readings, growth: f64, ready: u32, config: &Conf
     } else {
         growth.max(0.0)
     };
-    let steady = (readings.in_flight + growth * service_time).max(0.0);
+    let measured = (readings.in_flight + growth * service_time).max(0.0);
     let drain = backlog * service_time / config.queue_drain_secs;
+    let arrivals = arrival_demand(readings, config);
+    // A full fleet's in-flight is capped by its capacity: the arrivals
+    // measure what it is not serving.
+    let overload = match arrivals {
+        Some(a) if full(readings, ready, config) && a > readings.in_flight => a,
+        _ => 0.0,
+    };
+    let steady = measured.max(overload);
+    // The guess is needed only when the arrivals do not explain the overload.
+    let saturation = match arrivals {
+        Some(a) if a > readings.in_flight => 0.0,
+        _ => saturation(readings, ready, config),
+    };
     Demand {
         steady,
         drain,
-        saturation: saturation(readings, ready, config),
+        saturation,
+        overload,
     }
 }
 
@@ -183,6 +230,7 @@ mod tests {
             queue_depth: queue,
             ready_replicas: ready,
             current_replicas: ready,
+            arrival_rate: None,
         }
     }
 
@@ -292,6 +340,7 @@ mod tests {
                 value: 120.0,
                 timestamp: 0.0,
             }),
+            arrivals: None,
         };
         // steady = 40 + 10 req/s x 0.5 s = 45; drain = 120 x 0.5 / 30 = 2.
         // 5 ready pods of 10 are not full with 40 in flight: no saturation.
@@ -302,6 +351,7 @@ mod tests {
                 steady: 45.0,
                 drain: 2.0,
                 saturation: 0.0,
+                overload: 0.0,
             }
         );
         // A draining queue (-100 req/s) cannot make demand negative.
@@ -317,6 +367,7 @@ mod tests {
                 value: 60.0,
                 timestamp: 0.0,
             }),
+            arrivals: None,
         };
         // steady = 8 + 2 req/s x 1 s = 10; drain = 60 x 1 / 30 = 2.
         assert_eq!(
@@ -325,6 +376,7 @@ mod tests {
                 steady: 10.0,
                 drain: 2.0,
                 saturation: 0.0,
+                overload: 0.0,
             }
         );
     }
@@ -338,6 +390,7 @@ mod tests {
                 value: 0.0,
                 timestamp: 0.0,
             }),
+            arrivals: None,
         };
         assert_eq!(
             demand(&readings, -5.0, 1, &config),
@@ -345,6 +398,7 @@ mod tests {
                 steady: 8.0,
                 drain: 0.0,
                 saturation: 0.0,
+                overload: 0.0,
             }
         );
     }
@@ -358,6 +412,7 @@ mod tests {
                 value: queue,
                 timestamp: 0.0,
             }),
+            arrivals: None,
         };
         // 4 pods, 40 in flight, 400 waiting: saturated; min(2 x 40, 40 + 400) = 80.
         assert_eq!(saturation(&readings(40.0, 400.0), 4, &config), 80.0);
@@ -372,6 +427,7 @@ mod tests {
         let no_queue = Readings {
             in_flight: 40.0,
             queue: None,
+            arrivals: None,
         };
         assert_eq!(saturation(&no_queue, 4, &config), 0.0);
         // The floor is part of burst(), not of the measured total.
@@ -379,5 +435,60 @@ mod tests {
         assert_eq!(d.saturation, 80.0);
         assert_eq!(d.total(), 40.0 + 400.0 * 1.0 / 30.0);
         assert_eq!(d.burst(), 80.0);
+    }
+
+    #[test]
+    fn arrivals_measure_a_full_fleets_demand() {
+        let config = Config {
+            service_time_secs: Some(0.1),
+            ..Config::default()
+        };
+        let readings = |in_flight: f64, queue: f64, arrivals: f64| Readings {
+            in_flight,
+            queue: Some(Sample {
+                value: queue,
+                timestamp: 0.0,
+            }),
+            arrivals: Some(arrivals),
+        };
+        // 4 full pods (40 in flight), 400 waiting, 2000 req/s arriving:
+        // 2000 x 0.1 s = 200 in concurrency, measured, so no guess.
+        let d = demand(&readings(40.0, 400.0, 2000.0), 0.0, 4, &config);
+        assert_eq!((d.steady, d.overload, d.saturation), (200.0, 200.0, 0.0));
+        assert_eq!(d.burst(), 200.0 + 400.0 * 0.1 / 30.0);
+        // Not full (30 in flight on 4 pods): in-flight measures demand, and
+        // noisy arrivals do not raise it.
+        let d = demand(&readings(30.0, 0.0, 400.0), 0.0, 4, &config);
+        assert_eq!((d.steady, d.overload), (30.0, 0.0));
+        // Full, but the arrivals explain less than the in-flight (a service
+        // slower than its configured service time): the in-flight and the
+        // doubling guess stand.
+        let d = demand(&readings(40.0, 400.0, 300.0), 0.0, 4, &config);
+        assert_eq!((d.steady, d.overload, d.saturation), (40.0, 0.0, 80.0));
+        // Zero ready pods: arrivals wake the fleet.
+        let d = demand(&readings(0.0, 50.0, 100.0), 0.0, 0, &config);
+        assert_eq!(d.steady, 10.0);
+        // Without a service time the arrivals cannot be turned into
+        // concurrency (the policy refuses it; the engine ignores them).
+        let no_service_time = Config::default();
+        let d = demand(&readings(40.0, 400.0, 2000.0), 0.0, 4, &no_service_time);
+        assert_eq!((d.overload, d.saturation), (0.0, 80.0));
+    }
+
+    #[test]
+    fn check_requires_the_arrival_rate_when_configured() {
+        let c = Config::default();
+        let mut o = obs(at(5.0, 10.0), None, 2);
+        o.arrival_rate = Some(at(100.0, 10.0));
+        assert_eq!(check(&o, 10.0, &c).and_then(|r| r.arrivals), Some(100.0));
+        for bad in [
+            Err(ReadError::Missing),
+            at(f64::NAN, 10.0),
+            at(-1.0, 10.0),
+            at(100.0, -100.0),
+        ] {
+            o.arrival_rate = Some(bad);
+            assert!(check(&o, 10.0, &c).is_none());
+        }
     }
 }

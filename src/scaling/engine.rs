@@ -7,7 +7,7 @@ use super::panic::{self, PanicState};
 use super::plan::{self, Outcome, PlanInput};
 use super::smoothing::{Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE_FACTOR, Holt};
 use super::types::{Config, Decision, Details, Direction, Observation, Reason};
-use super::window::{TimedWindow, mean_within, stabilize};
+use super::window::{TimedWindow, early_scale_down, mean_within, stabilize};
 
 /// The decision engine for one policy. Pure: time is an argument, nothing
 /// is read from the outside. Keep one per policy; feed it every tick.
@@ -22,6 +22,9 @@ pub struct Engine {
     queue_growth: QueueGrowth,
     steady: Ewma,
     holt: Holt,
+    /// Steady demand over the forecast horizon: the growth the forecast
+    /// may extrapolate.
+    horizon_samples: TimedWindow<f64>,
     /// Demand with the saturation floor, over the panic window.
     panic_samples: TimedWindow<f64>,
     /// Measured demand (no saturation floor), over the panic window.
@@ -56,6 +59,7 @@ impl Engine {
             queue_growth: QueueGrowth::default(),
             steady: Ewma::default(),
             holt: Holt::default(),
+            horizon_samples: TimedWindow::default(),
             panic_samples: TimedWindow::default(),
             recent_samples: TimedWindow::default(),
             panic: PanicState::default(),
@@ -170,15 +174,21 @@ impl Engine {
             half_life * HOLT_LEVEL_HALF_LIFE_FRACTION,
             half_life * HOLT_TREND_HALF_LIFE_FACTOR,
         );
-        let forecast = config
-            .prediction
-            .as_ref()
-            .and_then(|p| self.holt.forecast(p.horizon_secs))
-            .map(|f| f + demand.drain);
+        let forecast = config.prediction.as_ref().and_then(|p| {
+            let holt = self.holt.forecast(p.horizon_secs)?;
+            self.horizon_samples.push(t, demand.steady);
+            self.horizon_samples.prune(t, p.horizon_secs);
+            let grown = growth_cap(demand.steady, self.horizon_samples.oldest());
+            Some(holt.min(grown) + demand.drain)
+        });
         let window = config.panic.window_secs;
         self.panic_samples.push(t, demand.burst());
         self.panic_samples.prune(t, window);
-        let panic_demand = mean_within(&self.panic_samples, t, window).unwrap_or(demand.burst());
+        // The window's mean smooths noisy readings; an overload measured
+        // from the arrivals is not noise and counts at once.
+        let panic_demand = mean_within(&self.panic_samples, t, window)
+            .unwrap_or(demand.burst())
+            .max(demand.overload);
         self.recent_samples.push(t, demand.total());
         self.recent_samples.prune(t, window);
         let recent_demand = mean_within(&self.recent_samples, t, window).unwrap_or(demand.total());
@@ -229,6 +239,7 @@ impl Engine {
         let details = Details {
             in_flight: Some(s.readings.in_flight),
             queue_depth: s.readings.queue.map(|q| q.value),
+            arrival_rate: s.readings.arrivals,
             demand: Some(s.demand.steady),
             drain: has_queue.then_some(s.demand.drain),
             smoothed: Some(s.smoothed),
@@ -312,7 +323,13 @@ impl Engine {
         let down = self.config.scale_down.stabilization_window_secs;
         self.recommendations.push(t, bounded);
         self.recommendations.prune(t, up.max(down));
-        let target = stabilize(current, &self.recommendations, t, up, down);
+        let mut target = stabilize(current, &self.recommendations, t, up, down);
+        if self.config.early_scale_down
+            && target > bounded
+            && let Some(early) = early_scale_down(&self.recommendations, t, down, current)
+        {
+            target = target.min(early.max(bounded));
+        }
         self.hold_down_at_start(current, target, t, down)
     }
 
@@ -348,6 +365,7 @@ impl Engine {
         let details = Details {
             in_flight: demand::raw_value(&obs.in_flight),
             queue_depth: obs.queue_depth.as_ref().and_then(demand::raw_value),
+            arrival_rate: obs.arrival_rate.as_ref().and_then(demand::raw_value),
             per_pod_target: self.per_pod_target(),
             recommended: target,
             limited_by: outcome.limited_by,
@@ -366,6 +384,16 @@ impl Engine {
         };
         self.restore_last_scale(t, direction);
     }
+}
+
+/// The most the forecast may say: the latest demand plus the growth
+/// actually measured over the last horizon (demand now minus the oldest
+/// sample within it). Holt's trend outlives a step (the level jumps, the
+/// trend it leaves decays over minutes): extrapolating it would order pods
+/// for growth that already stopped. On a ramp the measured growth over one
+/// horizon is what the next horizon brings, so the cap does not bind.
+fn growth_cap(latest: f64, oldest: Option<f64>) -> f64 {
+    latest + (latest - oldest.unwrap_or(latest)).max(0.0)
 }
 
 fn decision(outcome: Outcome, details: Details) -> Decision {

@@ -63,6 +63,7 @@ fn observation(t: &Tick, now: f64, with_queue: bool) -> Observation {
         queue_depth: with_queue.then(|| to_reading(t.queue, now)),
         ready_replicas: t.ready,
         current_replicas: t.current,
+        arrival_rate: None,
     }
 }
 
@@ -177,6 +178,7 @@ proptest! {
                 queue_depth: None,
                 ready_replicas: replicas,
                 current_replicas: replicas,
+                arrival_rate: None,
             };
             replicas = engine.step(&o, now).replicas;
             history.push(replicas);

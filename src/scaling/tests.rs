@@ -16,6 +16,7 @@ fn obs(in_flight: f64, current: u32, t: f64) -> Observation {
         queue_depth: None,
         ready_replicas: current,
         current_replicas: current,
+        arrival_rate: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn bare() -> Config {
         scale_up: no_steps(),
         scale_down: no_steps(),
         reverse_cooldown_secs: 0.0,
+        early_scale_down: false,
         ..Config::default()
     }
 }
@@ -172,7 +174,10 @@ fn panicky() -> Config {
         scale_up: DirectionRules {
             // A long scale-up window: the stable path alone would wait.
             stabilization_window_secs: 60.0,
-            ..Config::default().scale_up
+            // Doubling or 4 pods per 15 s (as HPA's default).
+            max_step_pods: Some(4),
+            max_step_percent: Some(100.0),
+            period_secs: 15.0,
         },
         ..bare()
     }
@@ -561,6 +566,7 @@ fn leaves_zero_only_above_the_activation_threshold() {
         queue_depth: Some(at(queue, t)),
         ready_replicas: 0,
         current_replicas: 0,
+        arrival_rate: None,
     };
     let d = f.apply(at_zero(30.0, 0.0), 0.0);
     assert_eq!((d.replicas, d.reason), (0, Reason::BelowActivation));
@@ -809,6 +815,7 @@ fn details_carry_the_numbers() {
     let want = Details {
         in_flight: Some(40.0),
         queue_depth: Some(60.0),
+        arrival_rate: None,
         demand: Some(40.0),
         drain: Some(2.0),     // 60 x 1 / 30
         smoothed: Some(42.0), // no smoothing: 40 + 2
@@ -884,5 +891,118 @@ fn noisy_constant_demand_does_not_thrash_with_the_defaults() {
             history.iter().all(|&r| (10..=14).contains(&r)),
             "seed {seed}: {history:?}"
         );
+    }
+}
+
+// --- arrivals, forecast cap, early scale-down ---------------------------------
+
+fn with_arrivals(mut o: Observation, rate: f64, t: f64) -> Observation {
+    o.arrival_rate = Some(at(rate, t));
+    o
+}
+
+#[test]
+fn a_measured_overload_is_met_in_one_step() {
+    // Defaults (panic at 2x, scale-up step max(1000%, 4 pods)) with a 100 ms
+    // service time. 4 full pods (40 in flight), 400 waiting, 2000 req/s
+    // arriving: demand 2000 x 0.1 = 200 plus the drain of the backlog,
+    // 400 x 0.1 / 30 = 1.33; panic (201.3 / 32 = 6.3 >= 2) on the first
+    // tick, ceil(201.3 / 8) = ceil(25.2) = 26 pods at once (the step allows
+    // 44).
+    let config = Config {
+        service_time_secs: Some(0.1),
+        ..Config::default()
+    };
+    let mut e = Engine::new(config.clone());
+    let o = with_arrivals(with_queue(obs(40.0, 4, 0.0), 400.0, 0.0), 2000.0, 0.0);
+    let d = e.step(&o, 0.0);
+    assert_eq!((d.replicas, d.reason), (26, Reason::Panic));
+    assert_eq!(d.details.arrival_rate, Some(2000.0));
+    // Without the arrival rate the same readings only say "full": the
+    // saturation guess doubles the in-flight, min(2 x 40, 40 + 400) = 80
+    // (above the measured 40 + 1.33), ceil(80 / 8) = 10 pods.
+    let o = with_queue(obs(40.0, 4, 0.0), 400.0, 0.0);
+    let d = Engine::new(config).step(&o, 0.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::Panic));
+}
+
+#[test]
+fn a_bad_arrival_rate_never_scales_down() {
+    let config = Config {
+        service_time_secs: Some(0.1),
+        scale_down: no_steps(),
+        ..bare()
+    };
+    let mut f = Fleet::new(config, 10);
+    for bad in [f64::NAN, f64::INFINITY, -5.0] {
+        let o = with_arrivals(obs(8.0, 10, 0.0), bad, 0.0);
+        let d = f.apply(o, 0.0);
+        assert_eq!((d.replicas, d.reason), (10, Reason::MetricsInvalid));
+    }
+    let mut o = obs(8.0, 10, 0.0);
+    o.arrival_rate = Some(Err(ReadError::Missing));
+    assert_eq!(f.apply(o, 0.0).replicas, 10);
+}
+
+#[test]
+fn the_forecast_does_not_extrapolate_a_step_that_ended() {
+    // 80 steady for 300 s, then 160. Holt's trend outlives the step; the
+    // cap holds the forecast to the latest demand plus the growth measured
+    // over the last horizon (30 s): once the step is a horizon old, 160.
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare()
+    };
+    let mut e = Engine::new(config);
+    let mut during = 0.0_f64;
+    for i in 0..=400 {
+        let t = f64::from(i);
+        let demand = if i < 300 { 80.0 } else { 160.0 };
+        let d = e.step(&obs(demand, 20, t), t);
+        let forecast = d.details.forecast.unwrap_or(0.0);
+        if (300..330).contains(&i) {
+            during = during.max(forecast);
+        }
+        if i >= 331 {
+            assert!(forecast <= 160.0 + 1e-9, "t={t}: forecast {forecast}");
+        }
+    }
+    // Within the horizon after the step the measured growth (80) allows
+    // the forecast to run ahead: it is a ramp as far as anyone can tell.
+    assert!(during > 160.0, "forecast during the step {during}");
+}
+
+#[test]
+fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
+    // Defaults: 300 s scale-down window, early scale-down on. Demand 80 on
+    // 10 pods, then 16 from t=600 (ticks every 5 s). The EWMA (half-life
+    // 30 s) falls to 16 + 64 x 2^(-dt/30); the recommendation,
+    // ceil(EWMA x 1.1 / 8), is 5 (half of 10) once the EWMA is under
+    // 40 / 1.1 = 36.4, at dt = 30 x log2(64 / 20.4) = 50 s. A fifth of the
+    // window (60 s) later, t = 710, the newest fifth asks for at most 5:
+    // down then, long before the window's t=900.
+    let mut f = Fleet::new(Config::default(), 10);
+    let mut first_down = None;
+    for i in 0..=180 {
+        let t = f64::from(i) * 5.0;
+        let d = f.tick(if t < 600.0 { 80.0 } else { 16.0 }, t);
+        if d.replicas < 10 && first_down.is_none() {
+            first_down = Some((t, d.replicas));
+        }
+    }
+    let (t, replicas) = first_down.expect("scaled down");
+    assert!((660.0..800.0).contains(&t), "first scale-down at t={t}");
+    assert!(replicas <= 5, "down to {replicas}");
+    // With early off the window holds the 10s until t >= 900.
+    let config = Config {
+        early_scale_down: false,
+        ..Config::default()
+    };
+    let mut f = Fleet::new(config, 10);
+    for i in 0..=179 {
+        let t = f64::from(i) * 5.0;
+        let d = f.tick(if t < 600.0 { 80.0 } else { 16.0 }, t);
+        assert_eq!(d.replicas, 10, "t={t}");
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     pub scale_down: DirectionRules,
     /// No scale-down within this long after a scale-up, and the reverse.
     pub reverse_cooldown_secs: f64,
+    /// Let a clear drop or a steady decline scale down before the
+    /// scale-down window ends (see `window::early_scale_down`).
+    pub early_scale_down: bool,
     /// With `min_replicas == 0`: leave zero only when demand exceeds this.
     pub activation_threshold: f64,
     /// A sample older than this (relative to `now`) is stale.
@@ -97,6 +100,10 @@ pub struct Observation {
     pub in_flight: Reading,
     /// Requests waiting in a queue; `None` when the policy has no queue metric.
     pub queue_depth: Option<Reading>,
+    /// Requests arriving per second, counted before any queue or drop (at a
+    /// load balancer or proxy); `None` when the policy has no arrival-rate
+    /// metric.
+    pub arrival_rate: Option<Reading>,
     /// Pods of the target that are Ready.
     pub ready_replicas: u32,
     /// The target's current `spec.replicas`.
@@ -154,6 +161,9 @@ pub struct Details {
     /// Raw in-flight and queue depth this tick (None when unreadable).
     pub in_flight: Option<f64>,
     pub queue_depth: Option<f64>,
+    /// Raw arrival rate this tick, requests per second (None when the policy
+    /// has none or it is unreadable).
+    pub arrival_rate: Option<f64>,
     /// Steady demand in concurrency: in-flight plus queue growth x service time.
     pub demand: Option<f64>,
     /// Extra concurrency to drain the backlog within `queue_drain_secs`.
@@ -195,7 +205,7 @@ impl Default for Config {
             scale_up: DirectionRules {
                 stabilization_window_secs: 0.0,
                 max_step_pods: Some(4),
-                max_step_percent: Some(100.0),
+                max_step_percent: Some(1000.0),
                 period_secs: 15.0,
             },
             scale_down: DirectionRules {
@@ -205,6 +215,7 @@ impl Default for Config {
                 period_secs: 30.0,
             },
             reverse_cooldown_secs: 60.0,
+            early_scale_down: true,
             activation_threshold: 0.0,
             max_sample_age_secs: 30.0,
             fallback: None,

@@ -30,6 +30,19 @@ impl<T: Copy> TimedWindow<T> {
         }
     }
 
+    /// The values stamped after `from` and at or before `to`.
+    pub(crate) fn between(&self, from: f64, to: f64) -> impl Iterator<Item = T> + '_ {
+        self.entries
+            .iter()
+            .filter(move |&&(at, _)| at > from && at <= to)
+            .map(|&(_, value)| value)
+    }
+
+    /// The oldest value kept.
+    pub(crate) fn oldest(&self) -> Option<T> {
+        self.entries.front().map(|&(_, value)| value)
+    }
+
     /// The values of the last `span` seconds: stamped after `now - span`,
     /// plus those stamped at `now` itself (so a zero span still sees the
     /// newest value).
@@ -64,6 +77,50 @@ pub(crate) fn stabilize(
     let down_ceiling = recommendations.within(now, down_window).max();
     let raised = up_floor.map_or(current, |floor| current.max(floor));
     down_ceiling.map_or(raised, |ceiling| raised.min(ceiling))
+}
+
+/// The scale-down window is split into this many parts for
+/// [`early_scale_down`].
+pub const EARLY_DOWN_PARTS: u32 = 5;
+
+/// A scale-down that need not wait out the whole scale-down window: the
+/// window exists to ride out noise, and two patterns are not noise.
+///
+/// - A clear drop: the newest fifth of the window asked for at most half
+///   the current fleet (a burst that ended, a step down).
+/// - A steady decline: each fifth of a full window asked for fewer pods at
+///   its highest than the fifth before it (a ramp down; noise rarely falls
+///   five times in a row).
+///
+/// Either way the fleet may go down to the newest fifth's highest
+/// recommendation (None: wait for the window).
+pub(crate) fn early_scale_down(
+    recommendations: &TimedWindow<u32>,
+    now: f64,
+    window: f64,
+    current: u32,
+) -> Option<u32> {
+    if !(window.is_finite() && window > 0.0) {
+        return None;
+    }
+    let part = window / f64::from(EARLY_DOWN_PARTS);
+    let highest = |i: u32| {
+        let to = now - part * f64::from(i);
+        recommendations.between(to - part, to).max()
+    };
+    let newest = highest(0)?;
+    if u64::from(newest) * 2 <= u64::from(current) {
+        return Some(newest);
+    }
+    let mut newer = newest;
+    for i in 1..EARLY_DOWN_PARTS {
+        let older = highest(i)?;
+        if newer >= older {
+            return None;
+        }
+        newer = older;
+    }
+    Some(newest)
 }
 
 #[cfg(test)]
@@ -111,6 +168,48 @@ mod tests {
         // After t=100 leaves the window (t=401: cutoff 101), the max is 5.
         let w = window(&[(100.0, 12), (200.0, 5), (401.0, 5)]);
         assert_eq!(stabilize(10, &w, 401.0, 0.0, 300.0), 5);
+    }
+
+    #[test]
+    fn a_clear_drop_scales_down_before_the_window_ends() {
+        // 20 pods until t=200, then 9 for the last 60 s (a fifth of 300 s):
+        // 9 x 2 <= 20, so down to 9 at t=300 though 20 is still in the window.
+        let mut entries: Vec<(f64, u32)> = (0..=40).map(|i| (f64::from(i) * 5.0, 20)).collect();
+        entries.extend((1..=20).map(|i| (200.0 + f64::from(i) * 5.0, 9)));
+        let w = window(&entries);
+        assert_eq!(early_scale_down(&w, 300.0, 300.0, 20), Some(9));
+        // 11 is more than half of 20: not a clear drop, and 20, 20, 20, 20
+        // then 11 is no steady decline: wait.
+        let entries: Vec<(f64, u32)> = entries
+            .into_iter()
+            .map(|(at, v)| (at, if v == 9 { 11 } else { v }))
+            .collect();
+        assert_eq!(early_scale_down(&window(&entries), 300.0, 300.0, 20), None);
+    }
+
+    #[test]
+    fn a_steady_decline_scales_down_before_the_window_ends() {
+        // Fifths of a 300 s window at t=300: (0,60] 30, (60,120] 28,
+        // (120,180] 26, (180,240] 24, (240,300] 22: each lower, down to 22.
+        let entries: Vec<(f64, u32)> = (1..=60)
+            .map(|i| {
+                let at = f64::from(i) * 5.0;
+                (at, 30 - 2 * ((i - 1) / 12))
+            })
+            .collect();
+        let w = window(&entries);
+        assert_eq!(early_scale_down(&w, 300.0, 300.0, 30), Some(22));
+        // One fifth as high as the one before it: no steady decline.
+        let flat: Vec<(f64, u32)> = entries
+            .iter()
+            .map(|&(at, v)| (at, if v == 26 { 28 } else { v }))
+            .collect();
+        assert_eq!(early_scale_down(&window(&flat), 300.0, 300.0, 30), None);
+        // A window not yet full (no recommendation in its oldest fifth).
+        let young = window(&entries[12..]);
+        assert_eq!(early_scale_down(&young, 300.0, 300.0, 30), None);
+        // No window, no early scale-down.
+        assert_eq!(early_scale_down(&w, 300.0, 0.0, 30), None);
     }
 
     #[test]

@@ -542,7 +542,8 @@ pub fn report(
         last_seed = seed.wrapping_add(seeds.max(1) - 1),
     ));
     md.push_str(&format!(
-        "Defaults: inflight's default policy (utilization {:.2}); HPA and KEDA with the same per-pod target \
+        "Defaults: inflight's default policy (utilization {:.2}; it reads in-flight, queue depth and the \
+         arrival rate, and knows the service time); HPA and KEDA with the same per-pod target \
          ({:.1} = limit x utilization); KPA at its own utilization {KPA_DEFAULT_UTILIZATION}. \
          Sweep of the utilization (inflight and each peer): {}.\n\n",
         base.policy.utilization,

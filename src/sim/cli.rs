@@ -38,7 +38,8 @@ pub struct SimulateArgs {
     pub profile: Option<String>,
     /// A ConcurrencyPolicy YAML (the whole object or its spec) for inflight.
     /// Without it: the engine's defaults with concurrencyPerPod = --limit,
-    /// the service time known, maxReplicas high, horizon = --startup.
+    /// the service time known, in-flight, queue-depth and arrival-rate
+    /// metrics, maxReplicas high, horizon = --startup.
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Multiply the trace's rates by this.
@@ -194,6 +195,7 @@ impl SimulateArgs {
                 setup.sync_period_secs = period;
             }
             setup.with_queue = spec.metrics.queue_depth.is_some();
+            setup.with_arrivals = spec.metrics.arrival_rate.is_some();
         }
         if let Some(period) = self.sync_period {
             setup.sync_period_secs = period;

@@ -45,6 +45,8 @@ pub struct Setup {
     pub sync_period_secs: f64,
     /// Whether inflight's policy reads a queue metric.
     pub with_queue: bool,
+    /// Whether inflight's policy reads an arrival-rate metric.
+    pub with_arrivals: bool,
     /// The KPA's target utilization.
     pub kpa_utilization: f64,
 }
@@ -57,6 +59,7 @@ impl Setup {
             policy: default_policy(&world.service, world.startup_secs),
             sync_period_secs: DEFAULT_SYNC_PERIOD_SECS,
             with_queue: true,
+            with_arrivals: true,
             kpa_utilization: KPA_DEFAULT_UTILIZATION,
         }
     }
@@ -82,7 +85,8 @@ impl Setup {
         match contender {
             Contender::Inflight => Box::new(
                 Inflight::new(self.policy.clone(), self.sync_period_secs)
-                    .with_queue(self.with_queue),
+                    .with_queue(self.with_queue)
+                    .with_arrivals(self.with_arrivals),
             ),
             Contender::Hpa => Box::new(Hpa::new(
                 "hpa",

@@ -101,6 +101,9 @@ pub struct Scraper {
     interval_secs: f64,
     next: f64,
     latest: Option<Scrape>,
+    /// Arrivals counted since the latest scrape, and its time.
+    arrivals: f64,
+    since: f64,
 }
 
 impl Scraper {
@@ -109,14 +112,27 @@ impl Scraper {
             interval_secs: interval_secs.max(f64::MIN_POSITIVE),
             next: 0.0,
             latest: None,
+            arrivals: 0.0,
+            since: 0.0,
         }
     }
 
-    /// Offers the gauges at `now`; they are kept when a scrape is due.
-    pub fn offer(&mut self, now: f64, in_flight: f64, queue_depth: f64, ready: u32) {
+    /// Offers the gauges at `now` and the requests that arrived since the
+    /// previous offer (a counter); the gauges and the counter's rate since
+    /// the previous scrape are kept when a scrape is due.
+    pub fn offer(&mut self, now: f64, in_flight: f64, queue_depth: f64, ready: u32, arrived: f64) {
+        self.arrivals += arrived;
         if now + 1e-9 < self.next {
             return;
         }
+        let elapsed = now - self.since;
+        let arrival_rate = if elapsed > 0.0 {
+            self.arrivals / elapsed
+        } else {
+            0.0
+        };
+        self.arrivals = 0.0;
+        self.since = now;
         while self.next <= now + 1e-9 {
             self.next += self.interval_secs;
         }
@@ -125,6 +141,7 @@ impl Scraper {
             in_flight,
             queue_depth,
             ready,
+            arrival_rate,
         });
     }
 
@@ -176,14 +193,16 @@ mod tests {
     fn scrapes_are_held_until_the_next_interval() {
         let mut s = Scraper::new(5.0);
         assert_eq!(s.latest(), None);
-        s.offer(0.0, 10.0, 1.0, 2);
+        s.offer(0.0, 10.0, 1.0, 2, 0.0);
         for t in 1..5 {
-            s.offer(f64::from(t), 99.0, 99.0, 9);
+            s.offer(f64::from(t), 99.0, 99.0, 9, 100.0);
         }
         let held = s.latest().unwrap();
         assert_eq!((held.timestamp, held.in_flight, held.ready), (0.0, 10.0, 2));
-        s.offer(5.0, 20.0, 0.0, 3);
+        s.offer(5.0, 20.0, 0.0, 3, 100.0);
         assert_eq!(s.latest().unwrap().timestamp, 5.0);
         assert_eq!(s.latest().unwrap().in_flight, 20.0);
+        // 5 x 100 arrivals in the 5 s since the scrape at 0.
+        assert_eq!(s.latest().unwrap().arrival_rate, 100.0);
     }
 }

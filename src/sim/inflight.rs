@@ -16,7 +16,8 @@ pub const SIM_MAX_REPLICAS: u32 = 100_000;
 /// The policy `inflight simulate` uses without `--policy`: the engine's
 /// documented defaults (`Config::default()`), with `concurrencyPerPod` set
 /// to the service's per-pod limit, the service time known to the policy, a
-/// queue metric, a maximum high enough never to bind, and the forecast
+/// queue metric and an arrival-rate metric (the caller's `Setup` decides
+/// which metrics the policy reads), a maximum high enough never to bind, and the forecast
 /// horizon equal to the pods' start-up time (what `horizon: auto` learns).
 pub fn default_policy(service: &ServiceConfig, startup_secs: f64) -> Config {
     let defaults = Config::default();
@@ -38,6 +39,7 @@ pub struct Inflight {
     engine: Engine,
     ticker: Ticker,
     with_queue: bool,
+    with_arrivals: bool,
 }
 
 impl Inflight {
@@ -47,12 +49,19 @@ impl Inflight {
             engine: Engine::new(config),
             ticker: Ticker::new(sync_period_secs),
             with_queue: true,
+            with_arrivals: true,
         }
     }
 
     /// Whether the policy has a queue-depth metric (default: yes).
     pub fn with_queue(mut self, with_queue: bool) -> Self {
         self.with_queue = with_queue;
+        self
+    }
+
+    /// Whether the policy has an arrival-rate metric (default: yes).
+    pub fn with_arrivals(mut self, with_arrivals: bool) -> Self {
+        self.with_arrivals = with_arrivals;
         self
     }
 
@@ -77,6 +86,7 @@ pub fn observation(view: &View) -> Observation {
         queue_depth: Some(reading(|s| s.queue_depth)),
         ready_replicas: view.ready,
         current_replicas: view.current,
+        arrival_rate: Some(reading(|s| s.arrival_rate)),
     }
 }
 
@@ -92,6 +102,9 @@ impl Autoscaler for Inflight {
         let mut obs = observation(view);
         if !self.with_queue {
             obs.queue_depth = None;
+        }
+        if !self.with_arrivals {
+            obs.arrival_rate = None;
         }
         Some(self.engine.step(&obs, view.now).replicas)
     }
@@ -120,6 +133,7 @@ mod tests {
                 in_flight: 42.0,
                 queue_depth: 3.0,
                 ready: 5,
+                arrival_rate: 400.0,
             }),
             live_concurrency: 50.0,
             ready: 5,
@@ -134,6 +148,10 @@ mod tests {
             })
         );
         assert_eq!(obs.queue_depth.map(|q| q.map(|s| s.value)), Some(Ok(3.0)));
+        assert_eq!(
+            obs.arrival_rate.map(|r| r.map(|s| s.value)),
+            Some(Ok(400.0))
+        );
         assert_eq!((obs.ready_replicas, obs.current_replicas), (5, 7));
         let empty = observation(&View {
             scrape: None,
@@ -152,6 +170,7 @@ mod tests {
                 in_flight: 20.0,
                 queue_depth: 0.0,
                 ready: 2,
+                arrival_rate: 200.0,
             }),
             live_concurrency: 20.0,
             ready: 2,

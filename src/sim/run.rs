@@ -383,6 +383,7 @@ pub fn run(
             stats.in_flight_end,
             stats.queue_depth_end,
             fleet.ready(),
+            stats.arrivals,
         );
         let Some(m) = measured else {
             continue;

@@ -608,6 +608,7 @@ mod tests {
                 in_flight: 60.0,
                 queue_depth: 500.0,
                 ready: 4,
+                arrival_rate: 0.0,
             }),
             live_concurrency: 560.0,
             ready: 4,

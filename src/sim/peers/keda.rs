@@ -49,6 +49,7 @@ mod tests {
                 in_flight: 40.0,
                 queue_depth: 40.0,
                 ready: 2,
+                arrival_rate: 0.0,
             }),
             live_concurrency: 80.0,
             ready: 2,

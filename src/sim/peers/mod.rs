@@ -24,6 +24,10 @@ pub struct Scrape {
     pub queue_depth: f64,
     /// Ready pods at the time of the scrape (the pods that have a series).
     pub ready: u32,
+    /// Requests that arrived per second since the previous scrape, dropped
+    /// ones included: `rate()` of an arrivals counter at the load balancer
+    /// over one scrape interval.
+    pub arrival_rate: f64,
 }
 
 /// What an autoscaler can see at one simulated second.
