@@ -22,8 +22,9 @@
 //!   demand is measured, not guessed: arrival rate x service time (Little's
 //!   law). It raises the steady demand of a full fleet (never lowers it, so
 //!   a service slower than its configured service time is still sized on
-//!   its in-flight) and replaces the saturation guess whenever it explains
-//!   the overload.
+//!   its in-flight) and replaces the saturation guess: arrivals beyond the
+//!   in-flight are the overload, and fewer mean that what waits is a
+//!   backlog the fleet is draining.
 use super::smoothing::Ewma;
 use super::types::{Config, Observation, Reading, Sample};
 
@@ -202,10 +203,12 @@ pub(crate) fn demand(readings: &Readings, growth: f64, ready: u32, config: &Conf
         _ => 0.0,
     };
     let steady = measured.max(overload);
-    // The guess is needed only when the arrivals do not explain the overload.
+    // With the arrivals measured there is nothing to guess: arrivals beyond
+    // the in-flight are the overload; fewer mean the fleet serves them all
+    // and what waits is a backlog being drained (the drain term).
     let saturation = match arrivals {
-        Some(a) if a > readings.in_flight => 0.0,
-        _ => saturation(readings, ready, config),
+        Some(_) => 0.0,
+        None => saturation(readings, ready, config),
     };
     Demand {
         steady,
@@ -460,11 +463,11 @@ mod tests {
         // noisy arrivals do not raise it.
         let d = demand(&readings(30.0, 0.0, 400.0), 0.0, 4, &config);
         assert_eq!((d.steady, d.overload), (30.0, 0.0));
-        // Full, but the arrivals explain less than the in-flight (a service
-        // slower than its configured service time): the in-flight and the
-        // doubling guess stand.
+        // Full, but fewer arrivals than in flight: the fleet serves them all
+        // and drains a backlog (new pods that took a queue at once); the
+        // in-flight stands, and there is no doubling guess.
         let d = demand(&readings(40.0, 400.0, 300.0), 0.0, 4, &config);
-        assert_eq!((d.steady, d.overload, d.saturation), (40.0, 0.0, 80.0));
+        assert_eq!((d.steady, d.overload, d.saturation), (40.0, 0.0, 0.0));
         // Zero ready pods: arrivals wake the fleet.
         let d = demand(&readings(0.0, 50.0, 100.0), 0.0, 0, &config);
         assert_eq!(d.steady, 10.0);

@@ -31,6 +31,8 @@ pub struct Engine {
     recent_samples: TimedWindow<f64>,
     panic: PanicState,
     recommendations: TimedWindow<u32>,
+    /// Pods for the peak demand of each tick, over the scale-down window.
+    peaks: TimedWindow<u32>,
     failures: u32,
     last_scale: Option<(f64, Direction)>,
     last_up: Option<f64>,
@@ -64,6 +66,7 @@ impl Engine {
             recent_samples: TimedWindow::default(),
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
+            peaks: TimedWindow::default(),
             failures: 0,
             last_scale: None,
             last_up: None,
@@ -216,9 +219,14 @@ impl Engine {
         } else {
             stable_rec
         };
+        let peak = clamp(
+            pods_for(s.recent_demand.max(s.smoothed), per_pod),
+            bounds(&self.config),
+        );
         let stabilized = self.stabilized(
             obs.current_replicas,
             clamp(stable_rec, bounds(&self.config)),
+            peak,
             t,
         );
         let input = PlanInput {
@@ -318,15 +326,28 @@ impl Engine {
     }
 
     /// Records the (bounded) recommendation and applies the windows.
-    fn stabilized(&mut self, current: u32, bounded: u32, t: f64) -> u32 {
+    ///
+    /// `peak` is the pods for the higher of the smoothed demand and the
+    /// short (panic) window's mean. A scale-down goes no lower than the
+    /// highest peak of the scale-down window: the smoothed demand averages
+    /// away bursts that come and go faster than a pod starts, and a fleet
+    /// sized for the average would miss each of them. Early scale-down (a
+    /// clear drop or a steady decline) reads the peaks too.
+    fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> u32 {
         let up = self.config.scale_up.stabilization_window_secs;
         let down = self.config.scale_down.stabilization_window_secs;
         self.recommendations.push(t, bounded);
         self.recommendations.prune(t, up.max(down));
+        self.peaks.push(t, peak.max(bounded));
+        self.peaks.prune(t, down);
         let mut target = stabilize(current, &self.recommendations, t, up, down);
+        if down > 0.0 && target < current {
+            let highest = self.peaks.within(t, down).max().unwrap_or(target);
+            target = target.max(highest.min(current));
+        }
         if self.config.early_scale_down
             && target > bounded
-            && let Some(early) = early_scale_down(&self.recommendations, t, down, current)
+            && let Some(early) = early_scale_down(&self.peaks, t, down, current)
         {
             target = target.min(early.max(bounded));
         }

@@ -1006,3 +1006,29 @@ fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
         assert_eq!(d.replicas, 10, "t={t}");
     }
 }
+
+#[test]
+fn a_scale_down_keeps_the_peaks_of_its_window() {
+    // Defaults without the forecast (its trend would hold the fleet here
+    // on its own). Demand alternates 80 and 40 every 10 s on 10 pods (ticks
+    // every 5 s). The EWMA (half-life 30 s) sits near the mean, 60: the
+    // stable path asks for ceil(60 x 1.1 / 8) = 9 pods or fewer. But every
+    // 20 s the short window's mean is 80 again, 10 pods, and a scale-down
+    // goes no lower than the highest peak of its window: the fleet stays
+    // at 10 (a fleet sized for the mean would be short of pods for every
+    // burst).
+    let config = Config {
+        prediction: None,
+        ..Config::default()
+    };
+    let mut f = Fleet::new(config, 10);
+    let mut stable_asked_less = false;
+    for i in 0..=240 {
+        let t = f64::from(i) * 5.0;
+        let demand = if (i / 2) % 2 == 0 { 80.0 } else { 40.0 };
+        let d = f.tick(demand, t);
+        stable_asked_less |= d.details.recommended < 10;
+        assert!(d.replicas >= 10, "t={t}: {} pods", d.replicas);
+    }
+    assert!(stable_asked_less, "the stable path alone would scale down");
+}
