@@ -24,7 +24,10 @@
 //!   a service slower than its configured service time is still sized on
 //!   its in-flight) and replaces the saturation guess: arrivals beyond the
 //!   in-flight are the overload, and fewer mean that what waits is a
-//!   backlog the fleet is draining.
+//!   backlog the fleet is draining. Right after new pods become Ready,
+//!   while the queue shrinks, in-flight beyond the arrivals is that backlog
+//!   being served (the new pods took it at once), not demand: the arrivals
+//!   are the steady demand then.
 use super::smoothing::Ewma;
 use super::types::{Config, Observation, Reading, Sample};
 
@@ -183,11 +186,18 @@ fn arrival_demand(readings: &Readings, config: &Config) -> Option<f64> {
 /// Demand from validated readings and the queue's growth rate. An empty
 /// queue has no growth to speak of: a negative rate left over from its
 /// draining is ignored once it is empty.
-pub(crate) fn demand(readings: &Readings, growth: f64, ready: u32, config: &Config) -> Demand {
+pub(crate) fn demand(
+    readings: &Readings,
+    growth: f64,
+    ready: u32,
+    fresh_pods: bool,
+    config: &Config,
+) -> Demand {
     let service_time = config
         .service_time_secs
         .unwrap_or(ASSUMED_SERVICE_TIME_SECS);
     let backlog = readings.queue.map_or(0.0, |q| q.value);
+    let draining = fresh_pods && growth < 0.0;
     let growth = if backlog > 0.0 {
         growth
     } else {
@@ -202,7 +212,14 @@ pub(crate) fn demand(readings: &Readings, growth: f64, ready: u32, config: &Conf
         Some(a) if full(readings, ready, config) && a > readings.in_flight => a,
         _ => 0.0,
     };
-    let steady = measured.max(overload);
+    let steady = match arrivals {
+        // Pods just became Ready, the queue is shrinking and more is in
+        // service than the arrivals bring: the excess is the backlog the new
+        // pods took at once. The arrivals are the demand; the backlog has
+        // its own drain term.
+        Some(a) if draining && measured > a => a,
+        _ => measured.max(overload),
+    };
     // With the arrivals measured there is nothing to guess: arrivals beyond
     // the in-flight are the overload; fewer mean the fleet serves them all
     // and what waits is a backlog being drained (the drain term).
@@ -347,7 +364,7 @@ mod tests {
         };
         // steady = 40 + 10 req/s x 0.5 s = 45; drain = 120 x 0.5 / 30 = 2.
         // 5 ready pods of 10 are not full with 40 in flight: no saturation.
-        let d = demand(&readings, 10.0, 5, &config);
+        let d = demand(&readings, 10.0, 5, false, &config);
         assert_eq!(
             d,
             Demand {
@@ -358,7 +375,7 @@ mod tests {
             }
         );
         // A draining queue (-100 req/s) cannot make demand negative.
-        assert_eq!(demand(&readings, -100.0, 5, &config).steady, 0.0);
+        assert_eq!(demand(&readings, -100.0, 5, false, &config).steady, 0.0);
     }
 
     #[test]
@@ -374,7 +391,7 @@ mod tests {
         };
         // steady = 8 + 2 req/s x 1 s = 10; drain = 60 x 1 / 30 = 2.
         assert_eq!(
-            demand(&readings, 2.0, 1, &config),
+            demand(&readings, 2.0, 1, false, &config),
             Demand {
                 steady: 10.0,
                 drain: 2.0,
@@ -396,7 +413,7 @@ mod tests {
             arrivals: None,
         };
         assert_eq!(
-            demand(&readings, -5.0, 1, &config),
+            demand(&readings, -5.0, 1, false, &config),
             Demand {
                 steady: 8.0,
                 drain: 0.0,
@@ -434,7 +451,7 @@ mod tests {
         };
         assert_eq!(saturation(&no_queue, 4, &config), 0.0);
         // The floor is part of burst(), not of the measured total.
-        let d = demand(&readings(40.0, 400.0), 0.0, 4, &config);
+        let d = demand(&readings(40.0, 400.0), 0.0, 4, false, &config);
         assert_eq!(d.saturation, 80.0);
         assert_eq!(d.total(), 40.0 + 400.0 * 1.0 / 30.0);
         assert_eq!(d.burst(), 80.0);
@@ -456,25 +473,45 @@ mod tests {
         };
         // 4 full pods (40 in flight), 400 waiting, 2000 req/s arriving:
         // 2000 x 0.1 s = 200 in concurrency, measured, so no guess.
-        let d = demand(&readings(40.0, 400.0, 2000.0), 0.0, 4, &config);
+        let d = demand(&readings(40.0, 400.0, 2000.0), 0.0, 4, false, &config);
         assert_eq!((d.steady, d.overload, d.saturation), (200.0, 200.0, 0.0));
         assert_eq!(d.burst(), 200.0 + 400.0 * 0.1 / 30.0);
         // Not full (30 in flight on 4 pods): in-flight measures demand, and
         // noisy arrivals do not raise it.
-        let d = demand(&readings(30.0, 0.0, 400.0), 0.0, 4, &config);
+        let d = demand(&readings(30.0, 0.0, 400.0), 0.0, 4, false, &config);
         assert_eq!((d.steady, d.overload), (30.0, 0.0));
         // Full, but fewer arrivals than in flight: the fleet serves them all
         // and drains a backlog (new pods that took a queue at once); the
         // in-flight stands, and there is no doubling guess.
-        let d = demand(&readings(40.0, 400.0, 300.0), 0.0, 4, &config);
+        let d = demand(&readings(40.0, 400.0, 300.0), 0.0, 4, false, &config);
         assert_eq!((d.steady, d.overload, d.saturation), (40.0, 0.0, 0.0));
+        // New pods just took the backlog: 56 in flight on 7 pods, 0 waiting, the
+        // queue's growth still negative (-20 req/s: it was just emptied),
+        // 390 req/s arriving. The 56 in flight are the backlog being served;
+        // demand is the arrivals' 390 x 0.1 = 39.
+        let d = demand(&readings(56.0, 0.0, 390.0), -20.0, 7, true, &config);
+        assert!((d.steady - 39.0).abs() < 1e-9, "{d:?}");
+        // The same readings with the queue growing (a slower service): the
+        // in-flight stands, 56 + 5 x 0.1 = 56.5.
+        let d = demand(&readings(56.0, 0.0, 390.0), 5.0, 7, true, &config);
+        assert_eq!(d.steady, 56.5);
+        // And with no pod just Ready (arrivals bursty within the scrape
+        // interval, not a backlog taken at once): the in-flight stands.
+        let d = demand(&readings(56.0, 0.0, 390.0), -20.0, 7, false, &config);
+        assert_eq!(d.steady, 56.0);
         // Zero ready pods: arrivals wake the fleet.
-        let d = demand(&readings(0.0, 50.0, 100.0), 0.0, 0, &config);
+        let d = demand(&readings(0.0, 50.0, 100.0), 0.0, 0, false, &config);
         assert_eq!(d.steady, 10.0);
         // Without a service time the arrivals cannot be turned into
         // concurrency (the policy refuses it; the engine ignores them).
         let no_service_time = Config::default();
-        let d = demand(&readings(40.0, 400.0, 2000.0), 0.0, 4, &no_service_time);
+        let d = demand(
+            &readings(40.0, 400.0, 2000.0),
+            0.0,
+            4,
+            false,
+            &no_service_time,
+        );
         assert_eq!((d.overload, d.saturation), (0.0, 80.0));
     }
 

@@ -33,6 +33,10 @@ pub struct Engine {
     recommendations: TimedWindow<u32>,
     /// Pods for the peak demand of each tick, over the scale-down window.
     peaks: TimedWindow<u32>,
+    /// Ready pods at the previous good tick; when the count last rose, and
+    /// good ticks since.
+    last_ready: Option<u32>,
+    ready_rose: Option<(f64, u32)>,
     failures: u32,
     last_scale: Option<(f64, Direction)>,
     last_up: Option<f64>,
@@ -67,6 +71,8 @@ impl Engine {
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
             peaks: TimedWindow::default(),
+            last_ready: None,
+            ready_rose: None,
             failures: 0,
             last_scale: None,
             last_up: None,
@@ -165,7 +171,18 @@ impl Engine {
         let growth = readings.queue.map_or(0.0, |q| {
             self.queue_growth.observe(q, config.panic.window_secs)
         });
-        let demand = demand::demand(&readings, growth, ready, config);
+        self.ready_rose = match (self.last_ready, self.ready_rose) {
+            (Some(last), _) if ready > last => Some((t, 0)),
+            (_, Some((at, ticks))) => Some((at, ticks.saturating_add(1))),
+            (_, None) => None,
+        };
+        self.last_ready = Some(ready);
+        // New pods became Ready at this tick or the one before, or within
+        // the panic window: they may be serving a backlog they took at once.
+        let fresh_pods = self
+            .ready_rose
+            .is_some_and(|(at, ticks)| ticks <= 1 || t - at <= config.panic.window_secs);
+        let demand = demand::demand(&readings, growth, ready, fresh_pods, config);
         if !demand.total().is_finite() {
             return None;
         }

@@ -1032,3 +1032,29 @@ fn a_scale_down_keeps_the_peaks_of_its_window() {
     }
     assert!(stable_asked_less, "the stable path alone would scale down");
 }
+
+#[test]
+fn new_pods_taking_a_backlog_are_not_read_as_demand() {
+    // 100 ms service time, 390 req/s arriving (39 in concurrency). At t=0
+    // three full pods and 300 waiting; at t=5 seven pods are Ready and took
+    // the backlog at once: 56 in flight, none waiting. The steady demand at
+    // t=5 is the arrivals' 39, not the 56 of a backlog being served.
+    let config = Config {
+        service_time_secs: Some(0.1),
+        ..bare()
+    };
+    let tick = |e: &mut Engine, in_flight: f64, queue: f64, ready: u32, t: f64| {
+        let mut o = with_arrivals(with_queue(obs(in_flight, ready, t), queue, t), 390.0, t);
+        o.current_replicas = 7;
+        e.step(&o, t)
+    };
+    let mut e = Engine::new(config.clone());
+    tick(&mut e, 30.0, 300.0, 3, 0.0);
+    let d = tick(&mut e, 56.0, 0.0, 7, 5.0);
+    assert_eq!(d.details.demand, Some(39.0));
+    // Had the 7 pods been Ready all along, 56 in flight would be demand.
+    let mut e = Engine::new(config);
+    tick(&mut e, 56.0, 300.0, 7, 0.0);
+    let d = tick(&mut e, 56.0, 0.0, 7, 5.0);
+    assert_eq!(d.details.demand, Some(56.0));
+}
