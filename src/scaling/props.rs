@@ -30,6 +30,7 @@ struct Tick {
     dt: f64,
     in_flight: (Option<f64>, f64),
     queue: (Option<f64>, f64),
+    arrivals: (Option<f64>, f64),
     current: u32,
     ready: u32,
 }
@@ -37,11 +38,12 @@ struct Tick {
 fn tick() -> impl Strategy<Value = Tick> {
     // Time mostly moves on, sometimes stands still or steps back.
     let dt = prop_oneof![8 => 0.0..20.0, 1 => Just(0.0), 1 => -30.0..0.0];
-    (dt, reading(), reading(), 0u32..150, 0u32..150).prop_map(
-        |(dt, in_flight, queue, current, ready)| Tick {
+    (dt, reading(), reading(), reading(), 0u32..150, 0u32..150).prop_map(
+        |(dt, in_flight, queue, arrivals, current, ready)| Tick {
             dt,
             in_flight,
             queue,
+            arrivals,
             current,
             ready: ready.min(current),
         },
@@ -57,13 +59,24 @@ fn to_reading((value, age): (Option<f64>, f64), now: f64) -> Reading {
         .ok_or(ReadError::Missing)
 }
 
-fn observation(t: &Tick, now: f64, with_queue: bool) -> Observation {
+/// Which optional metrics the policy reads.
+#[derive(Clone, Copy, Debug)]
+struct Metrics {
+    queue: bool,
+    arrivals: bool,
+}
+
+fn observation(t: &Tick, now: f64, m: Metrics) -> Observation {
     Observation {
         in_flight: to_reading(t.in_flight, now),
-        queue_depth: with_queue.then(|| to_reading(t.queue, now)),
+        queue_depth: m.queue.then(|| to_reading(t.queue, now)),
         ready_replicas: t.ready,
         current_replicas: t.current,
-        arrival_rate: None,
+        // Arrivals per second: ten times the generated value, so a full
+        // fleet's overload is sometimes far beyond its in-flight.
+        arrival_rate: m
+            .arrivals
+            .then(|| to_reading((t.arrivals.0.map(|v| v * 10.0), t.arrivals.1), now)),
     }
 }
 
@@ -79,13 +92,22 @@ fn is_bad(o: &Observation, now: f64, config: &Config) -> bool {
     };
     let in_flight_bad =
         bad(&o.in_flight) && !(o.in_flight == Err(ReadError::Missing) && o.ready_replicas == 0);
-    in_flight_bad || o.queue_depth.as_ref().is_some_and(bad)
+    in_flight_bad
+        || o.queue_depth.as_ref().is_some_and(bad)
+        || o.arrival_rate.as_ref().is_some_and(bad)
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (0u32..5, 1u32..120, any::<bool>(), prop::option::of(0u32..8)).prop_map(
-        |(min, span, fallback, pods)| Config {
+    (
+        0u32..5,
+        1u32..120,
+        any::<bool>(),
+        prop::option::of(0u32..8),
+        prop::option::of(0.01..2.0),
+    )
+        .prop_map(|(min, span, fallback, pods, service_time)| Config {
             min_replicas: min,
+            service_time_secs: service_time,
             max_replicas: min + span,
             fallback: fallback.then_some(Fallback {
                 after_failures: 2,
@@ -96,8 +118,7 @@ fn config() -> impl Strategy<Value = Config> {
                 ..Config::default().scale_up
             },
             ..Config::default()
-        },
-    )
+        })
 }
 
 proptest! {
@@ -109,7 +130,9 @@ proptest! {
         history in prop::collection::vec(tick(), 0..40),
         ticks in prop::collection::vec(tick(), 1..120),
         with_queue in any::<bool>(),
+        with_arrivals in any::<bool>(),
     ) {
+        let metrics = Metrics { queue: with_queue, arrivals: with_arrivals };
         let mut engine = Engine::new(config.clone());
         let (min, max) = (config.min_replicas, config.max_replicas);
         let mut now = 1000.0;
@@ -117,7 +140,7 @@ proptest! {
             .iter()
             .map(|t| {
                 now += t.dt;
-                (now, observation(t, now, with_queue))
+                (now, observation(t, now, metrics))
             })
             .collect();
         engine.warm_up(&warm);
@@ -128,7 +151,7 @@ proptest! {
         for t in &ticks {
             now += t.dt;
             clock = clock.max(now);
-            let o = observation(t, now, with_queue);
+            let o = observation(t, now, metrics);
             let d = engine.step(&o, now);
             let current = t.current;
             prop_assert!(d.replicas >= min && d.replicas <= max, "{d:?} outside [{min}, {max}]");

@@ -17,8 +17,9 @@ pub const SIM_MAX_REPLICAS: u32 = 100_000;
 /// documented defaults (`Config::default()`), with `concurrencyPerPod` set
 /// to the service's per-pod limit, the service time known to the policy, a
 /// queue metric and an arrival-rate metric (the caller's `Setup` decides
-/// which metrics the policy reads), a maximum high enough never to bind, and the forecast
-/// horizon equal to the pods' start-up time (what `horizon: auto` learns).
+/// which metrics the policy reads), a maximum high enough never to bind,
+/// and the forecast horizon equal to the pods' start-up time (what
+/// `horizon: auto` learns).
 pub fn default_policy(service: &ServiceConfig, startup_secs: f64) -> Config {
     let defaults = Config::default();
     Config {
