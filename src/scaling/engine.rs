@@ -237,7 +237,7 @@ impl Engine {
             stable_rec
         };
         let peak = clamp(
-            pods_for(s.recent_demand.max(s.smoothed), per_pod),
+            pods_for(s.demand.total().max(s.smoothed), per_pod),
             bounds(&self.config),
         );
         let stabilized = self.stabilized(
@@ -345,7 +345,7 @@ impl Engine {
     /// Records the (bounded) recommendation and applies the windows.
     ///
     /// `peak` is the pods for the higher of the smoothed demand and the
-    /// short (panic) window's mean. A scale-down goes no lower than the
+    /// demand measured at this tick. A scale-down goes no lower than the
     /// highest peak of the scale-down window: the smoothed demand averages
     /// away bursts that come and go faster than a pod starts, and a fleet
     /// sized for the average would miss each of them. Early scale-down (a

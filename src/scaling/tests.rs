@@ -1013,7 +1013,7 @@ fn a_scale_down_keeps_the_peaks_of_its_window() {
     // on its own). Demand alternates 80 and 40 every 10 s on 10 pods (ticks
     // every 5 s). The EWMA (half-life 30 s) sits near the mean, 60: the
     // stable path asks for ceil(60 x 1.1 / 8) = 9 pods or fewer. But every
-    // 20 s the short window's mean is 80 again, 10 pods, and a scale-down
+    // 20 s the measured demand is 80 again, 10 pods, and a scale-down
     // goes no lower than the highest peak of its window: the fleet stays
     // at 10 (a fleet sized for the mean would be short of pods for every
     // burst).
