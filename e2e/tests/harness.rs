@@ -176,7 +176,13 @@ pub async fn wait_ready(
 
 /// One instant PromQL query against the bed's Prometheus; `None` when empty.
 pub async fn prom_value(query: &str) -> Result<Option<f64>> {
-    let client = prometheus_http_query::Client::try_from(prometheus_url().as_str())?;
+    prom_value_at(&prometheus_url(), query).await
+}
+
+/// One instant PromQL query against the Prometheus at `url`; `None` when
+/// empty.
+pub async fn prom_value_at(url: &str, query: &str) -> Result<Option<f64>> {
+    let client = prometheus_http_query::Client::try_from(url)?;
     let response = client.query(query).get().await?;
     Ok(response
         .data()
@@ -227,28 +233,39 @@ impl Drop for LoadSim {
 /// Applies the CRD (server-side, as `kubectl apply --server-side` would) and
 /// waits until the API server reports it Established.
 pub async fn ensure_crd(client: &Client) -> Result<()> {
+    apply_crd(client, &inflight::api::crd()).await
+}
+
+/// Applies any CRD server-side and waits until it is Established.
+pub async fn apply_crd(
+    client: &Client,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Patch, PatchParams};
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let crd = inflight::api::crd();
     let name = crd.metadata.name.clone().context("the CRD has a name")?;
     crds.patch(
         &name,
         &PatchParams::apply("inflight-e2e").force(),
-        &Patch::Apply(&crd),
+        &Patch::Apply(crd),
     )
     .await
-    .context("applying the ConcurrencyPolicy CRD")?;
-    wait_for("the CRD to be Established", BED_TIMEOUT, || async {
-        let crd = crds.get(&name).await?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        Ok(established.then_some(()))
-    })
+    .with_context(|| format!("applying the CRD {name}"))?;
+    wait_for(
+        &format!("the CRD {name} to be Established"),
+        BED_TIMEOUT,
+        || async {
+            let crd = crds.get(&name).await?;
+            let established = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            Ok(established.then_some(()))
+        },
+    )
     .await
 }
 

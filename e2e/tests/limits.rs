@@ -627,7 +627,6 @@ async fn field_total(drs: &Api<DynamicObject>) -> Result<Option<i64>> {
 /// A CRD shaped like Istio's DestinationRule (the part a sink writes, and
 /// a list next to it), installed once on the bed.
 async fn ensure_destination_rule_crd(client: &Client) -> Result<ApiResource> {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let name = format!("destinationrules.{DR_GROUP}");
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -659,28 +658,7 @@ async fn ensure_destination_rule_crd(client: &Client) -> Result<ApiResource> {
             }],
         }
     }))?;
-    crds.patch(
-        &name,
-        &PatchParams::apply("inflight-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("applying the DestinationRule CRD")?;
-    wait_for(
-        "the DestinationRule CRD to be Established",
-        BED_TIMEOUT,
-        || async {
-            let crd = crds.get(&name).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        },
-    )
-    .await?;
+    apply_crd(client, &crd).await?;
     Ok(ApiResource {
         group: DR_GROUP.into(),
         version: "v1".into(),

@@ -19,7 +19,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::harness::{TestNamespace, client, prometheus_url, wait_for};
+use crate::harness::{TestNamespace, client, prom_value_at, prometheus_url, wait_for};
 
 /// Lines of an operator's log printed when its scenario fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -399,13 +399,7 @@ impl PrivatePrometheus {
 
     /// One instant query; `None` when empty.
     pub async fn value(&self, query: &str) -> Result<Option<f64>> {
-        let client = prometheus_http_query::Client::try_from(self.url().as_str())?;
-        let response = client.query(query).get().await?;
-        Ok(response
-            .data()
-            .as_vector()
-            .and_then(|v| v.first())
-            .map(|s| s.sample().value()))
+        prom_value_at(&self.url(), query).await
     }
 }
 
