@@ -194,7 +194,9 @@ main() {
   t=$SECONDS; build_kubernetes; log "timing: kubernetes $((SECONDS - t))s"
   log "timing: total $((SECONDS - t0))s"
   "$KUBE_APISERVER" --version >&2
-  "$ETCD" --version | head -n1 >&2
+  # sed reads to the end: `head` would close the pipe early, and under
+  # pipefail etcd's SIGPIPE (exit 141) would fail the build.
+  "$ETCD" --version | sed -n 1p >&2
   "$KWOK" --version >&2 2>&1 || true
 }
 

@@ -34,7 +34,7 @@ install_debian_tools() {
   # Never use the packaged service; up.sh runs its own instance on port $PROMETHEUS_PORT.
   [[ -x "$PROMETHEUS" ]] || die "prometheus binary not found at $PROMETHEUS after install"
   log "openssl: $(openssl version)"
-  log "prometheus: $("$PROMETHEUS" --version 2>&1 | head -n1)"
+  log "prometheus: $("$PROMETHEUS" --version 2>&1 | sed -n 1p)"
 }
 
 install_kubectl_helm() {
@@ -80,7 +80,7 @@ PY
   fi
   ln -sfn "${TOOLS_BIN_DIR#"$BIN_DIR"/}/kubectl" "$BIN_DIR/kubectl"
   ln -sfn "${TOOLS_BIN_DIR#"$BIN_DIR"/}/helm" "$BIN_DIR/helm"
-  log "kubectl: $("$KUBECTL" version --client 2>/dev/null | head -n1)"
+  log "kubectl: $("$KUBECTL" version --client 2>/dev/null | sed -n 1p)"
   log "helm: $("$HELM" version --short 2>/dev/null)"
 }
 
