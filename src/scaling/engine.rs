@@ -1,7 +1,7 @@
 //! The engine: state kept between ticks, and the pipeline of one tick:
 //! check the readings → demand → smoothing, forecast, panic → recommendation
 //! → stabilization windows → plan (tolerance, cooldown, steps) → bounds.
-use super::demand::{self, Demand, QueueGrowth, Readings};
+use super::demand::{self, Demand, QueueGrowth, QueueTrend, Readings};
 use super::limits::{bounds, clamp, pods_for};
 use super::panic::{self, PanicState};
 use super::plan::{self, Outcome, PlanInput};
@@ -168,7 +168,7 @@ impl Engine {
         let config = &self.config;
         // The growth rate is smoothed over the panic window: short, so a
         // growing queue is seen fast, but not sample-to-sample noise.
-        let growth = readings.queue.map_or(0.0, |q| {
+        let trend = readings.queue.map_or(QueueTrend::default(), |q| {
             self.queue_growth.observe(q, config.panic.window_secs)
         });
         self.ready_rose = match (self.last_ready, self.ready_rose) {
@@ -182,7 +182,7 @@ impl Engine {
         let fresh_pods = self
             .ready_rose
             .is_some_and(|(at, ticks)| ticks <= 1 || t - at <= config.panic.window_secs);
-        let demand = demand::demand(&readings, growth, ready, fresh_pods, config);
+        let demand = demand::demand(&readings, trend, ready, fresh_pods, config);
         if !demand.total().is_finite() {
             return None;
         }

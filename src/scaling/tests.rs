@@ -927,6 +927,39 @@ fn a_measured_overload_is_met_in_one_step() {
 }
 
 #[test]
+fn a_burst_between_scrapes_is_sized_from_the_queue_it_left() {
+    // Defaults with a 100 ms service time, 24 pods (planned for 24 x 8 =
+    // 192). A scrape finds them full (240 in flight) with 1200 waiting that
+    // were not there 5 s earlier, while the rate over those 5 s, 1700 req/s
+    // (170 in concurrency), is under their 240: a burst shorter than the
+    // interval. Demand is at least 240 + 1200 x 0.1 / 2 s = 300, plus the
+    // drain 1200 x 0.1 / 30 = 4. The short window's mean, (170 + 304) / 2 =
+    // 237, is above 192 x 1.2 = 230.4: ceil(237 / 8) = 30 pods. Without
+    // the burst the demand is the in-flight plus the queue's growth,
+    // 240 + 240 x 0.1 = 264: a mean of (170 + 268) / 2 = 219, inside the
+    // band, and the smoothed demand (~181) keeps 24 pods.
+    let config = Config {
+        service_time_secs: Some(0.1),
+        ..Config::default()
+    };
+    let mut e = Engine::new(config);
+    let calm = with_arrivals(with_queue(obs(170.0, 24, 0.0), 0.0, 0.0), 1700.0, 0.0);
+    assert_eq!(e.step(&calm, 0.0).replicas, 24);
+    let burst = with_arrivals(with_queue(obs(240.0, 24, 5.0), 1200.0, 5.0), 1700.0, 5.0);
+    let d = e.step(&burst, 5.0);
+    assert_eq!(d.details.demand, Some(300.0));
+    assert_eq!(d.details.drain, Some(4.0));
+    assert_eq!(d.replicas, 30, "{d:?}");
+    // The same queue at the next scrape did not rise: no new burst, and
+    // the 30 asked for (24 of them Ready) stay.
+    let mut held = with_arrivals(with_queue(obs(240.0, 24, 10.0), 1200.0, 10.0), 1700.0, 10.0);
+    held.current_replicas = 30;
+    let d = e.step(&held, 10.0);
+    assert!(d.details.demand < Some(300.0), "{d:?}");
+    assert!(d.replicas >= 30, "{d:?}");
+}
+
+#[test]
 fn a_bad_arrival_rate_never_scales_down() {
     let config = Config {
         service_time_secs: Some(0.1),
