@@ -16,6 +16,8 @@ pub struct Engine {
     config: Config,
     /// The latest time seen; the engine's clock never goes back.
     clock: Option<f64>,
+    /// Seconds between the two latest ticks (0 until there are two).
+    tick_interval: f64,
     /// The fleet when the engine started, held as a scale-down
     /// recommendation for one scale-down window (see `hold_down_at_start`).
     start: Option<(f64, u32)>,
@@ -61,6 +63,7 @@ impl Engine {
         Engine {
             config,
             clock: None,
+            tick_interval: 0.0,
             start: None,
             queue_growth: QueueGrowth::default(),
             steady: Ewma::default(),
@@ -146,6 +149,11 @@ impl Engine {
         if self.start.is_none() {
             self.start = Some((t, current));
         }
+        if let Some(clock) = self.clock
+            && t > clock
+        {
+            self.tick_interval = t - clock;
+        }
         self.clock = Some(t);
         t
     }
@@ -195,9 +203,13 @@ impl Engine {
             half_life * HOLT_TREND_HALF_LIFE_FACTOR,
         );
         let forecast = config.prediction.as_ref().and_then(|p| {
-            let holt = self.holt.forecast(p.horizon_secs)?;
+            // Pods asked for at this tick are Ready a horizon from now; the
+            // next tick's are one tick later. Demand that arrives in between
+            // is met only by this tick's pods: look that far ahead.
+            let lead = p.horizon_secs + self.tick_interval.min(p.horizon_secs);
+            let holt = self.holt.forecast(lead)?;
             self.horizon_samples.push(t, demand.steady);
-            self.horizon_samples.prune(t, p.horizon_secs);
+            self.horizon_samples.prune(t, lead);
             let grown = growth_cap(demand.steady, self.horizon_samples.oldest());
             Some(holt.min(grown) + demand.drain)
         });
@@ -426,7 +438,8 @@ impl Engine {
 
 /// The most the forecast may say: the latest demand plus the growth
 /// actually measured over the last horizon (demand now minus the oldest
-/// sample within it). Holt's trend outlives a step (the level jumps, the
+/// sample within it; the horizon here is the forecast's lead, the policy's
+/// horizon plus one tick). Holt's trend outlives a step (the level jumps, the
 /// trend it leaves decays over minutes): extrapolating it would order pods
 /// for growth that already stopped. On a ramp the measured growth over one
 /// horizon is what the next horizon brings, so the cap does not bind.

@@ -1007,6 +1007,36 @@ fn the_forecast_does_not_extrapolate_a_step_that_ended() {
 }
 
 #[test]
+fn the_forecast_looks_one_tick_past_the_horizon() {
+    // A ramp of 1 per second, horizon 30 s. Pods asked for at a tick are
+    // Ready 30 s later, the next tick's one tick after that: the forecast
+    // looks 30 s + one tick ahead. On a steady ramp Holt's trend is the
+    // slope, so the forecast runs that many seconds of growth ahead of the
+    // latest demand: 35 with ticks every 5 s, 31 with ticks every second.
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare()
+    };
+    for (every, ahead) in [(5.0, 35.0), (1.0, 31.0)] {
+        let mut e = Engine::new(config.clone());
+        let mut last = None;
+        let mut t = 0.0;
+        while t <= 900.0 {
+            let demand = 100.0 + t;
+            last = Some((demand, e.step(&obs(demand, 200, t), t)));
+            t += every;
+        }
+        let (demand, d) = last.expect("ticked");
+        let forecast = d.details.forecast.expect("a forecast");
+        assert!(
+            (forecast - (demand + ahead)).abs() < 0.5,
+            "every {every} s: forecast {forecast}, demand {demand}"
+        );
+    }
+}
+
+#[test]
 fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
     // Defaults: 300 s scale-down window, early scale-down on. Demand 80 on
     // 10 pods, then 16 from t=600 (ticks every 5 s). The EWMA (half-life
