@@ -184,13 +184,18 @@ impl Engine {
             (_, Some((at, ticks))) => Some((at, ticks.saturating_add(1))),
             (_, None) => None,
         };
+        // The Ready count is read live, the metrics a scrape later: pods
+        // that became Ready since the last tick may serve nothing in these
+        // samples yet. Judged against them, a full fleet would look half
+        // empty and its demand would drop to its in-flight for a tick.
+        let sampled_ready = self.last_ready.map_or(ready, |last| last.min(ready));
         self.last_ready = Some(ready);
         // New pods became Ready at this tick or the one before, or within
         // the panic window: they may be serving a backlog they took at once.
         let fresh_pods = self
             .ready_rose
             .is_some_and(|(at, ticks)| ticks <= 1 || t - at <= config.panic.window_secs);
-        let demand = demand::demand(&readings, trend, ready, fresh_pods, config);
+        let demand = demand::demand(&readings, trend, sampled_ready, fresh_pods, config);
         if !demand.total().is_finite() {
             return None;
         }
@@ -210,7 +215,7 @@ impl Engine {
             let holt = self.holt.forecast(lead)?;
             self.horizon_samples.push(t, demand.steady);
             self.horizon_samples.prune(t, lead);
-            let grown = growth_cap(demand.steady, self.horizon_samples.oldest());
+            let grown = growth_cap(demand.steady, &self.horizon_samples, t, lead);
             Some(holt.min(grown) + demand.drain)
         });
         let window = config.panic.window_secs;
@@ -437,14 +442,19 @@ impl Engine {
 }
 
 /// The most the forecast may say: the latest demand plus the growth
-/// actually measured over the last horizon (demand now minus the oldest
-/// sample within it; the horizon here is the forecast's lead, the policy's
-/// horizon plus one tick). Holt's trend outlives a step (the level jumps, the
-/// trend it leaves decays over minutes): extrapolating it would order pods
-/// for growth that already stopped. On a ramp the measured growth over one
-/// horizon is what the next horizon brings, so the cap does not bind.
-fn growth_cap(latest: f64, oldest: Option<f64>) -> f64 {
-    latest + (latest - oldest.unwrap_or(latest)).max(0.0)
+/// actually measured over the last lead (the policy's horizon plus one
+/// tick), as a rate: from the oldest sample within the lead (strictly: a
+/// sample exactly one lead old is out) to the latest, times the lead.
+/// Holt's trend outlives a step (the level jumps, the trend it leaves
+/// decays over minutes): extrapolating it would order pods for growth that
+/// already stopped. On a ramp the measured rate over one lead is what the
+/// next lead brings, so the cap does not bind.
+fn growth_cap(latest: f64, samples: &TimedWindow<f64>, t: f64, lead: f64) -> f64 {
+    let rate = match samples.oldest_within(t, lead) {
+        Some((at, oldest)) if t > at => (latest - oldest) / (t - at),
+        _ => 0.0,
+    };
+    latest + lead * rate.max(0.0)
 }
 
 fn decision(outcome: Outcome, details: Details) -> Decision {

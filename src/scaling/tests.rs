@@ -1037,6 +1037,61 @@ fn the_forecast_looks_one_tick_past_the_horizon() {
 }
 
 #[test]
+fn the_forecast_does_not_extrapolate_a_step_one_lead_old() {
+    // Ticks every 5 s, horizon 30 s: the forecast's lead is 35 s. 80 up
+    // to t=295, 160 from t=300. At t=330 the last sample before the step
+    // (t=295) is exactly one lead old: it is out of the growth measured,
+    // which is 0 from t=300 on, so the forecast says 160 and no more
+    // (Holt's trend alone would still add to it).
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare()
+    };
+    let mut e = Engine::new(config);
+    let mut holt_ran_ahead = false;
+    for i in 0..=80 {
+        let t = f64::from(i) * 5.0;
+        let demand = if t < 300.0 { 80.0 } else { 160.0 };
+        let d = e.step(&obs(demand, 40, t), t);
+        let forecast = d.details.forecast.unwrap_or(0.0);
+        if (300.0..330.0).contains(&t) {
+            holt_ran_ahead |= forecast > 160.0;
+        }
+        if t >= 330.0 {
+            assert!(forecast <= 160.0 + 1e-9, "t={t}: forecast {forecast}");
+        }
+    }
+    assert!(holt_ran_ahead, "within the lead the step counts as growth");
+}
+
+#[test]
+fn pods_ready_since_the_last_tick_do_not_empty_a_full_fleets_samples() {
+    // 100 ms service time, 5000 req/s arriving (500 in concurrency), 14
+    // pods full (140 in flight) and 1400 waiting. At t=5, 63 pods are
+    // Ready, but the samples were taken before the new ones served
+    // anything: still 140 in flight and 1400 waiting. Judged against 63
+    // pods the fleet would look far from full and demand would fall to
+    // the in-flight, 140; judged against the 14 of the last tick it is
+    // full, and demand stays the arrivals' 500.
+    let config = Config {
+        service_time_secs: Some(0.1),
+        ..bare()
+    };
+    let tick = |e: &mut Engine, ready: u32, t: f64| {
+        let mut o = with_arrivals(with_queue(obs(140.0, ready, t), 1400.0, t), 5000.0, t);
+        o.current_replicas = 63;
+        e.step(&o, t)
+    };
+    let mut e = Engine::new(config);
+    assert_eq!(tick(&mut e, 14, 0.0).details.demand, Some(500.0));
+    assert_eq!(tick(&mut e, 63, 5.0).details.demand, Some(500.0));
+    // A tick later the samples are the new fleet's: 140 in flight on 63
+    // Ready pods is 140 of demand.
+    assert_eq!(tick(&mut e, 63, 10.0).details.demand, Some(140.0));
+}
+
+#[test]
 fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
     // Defaults: 300 s scale-down window, early scale-down on. Demand 80 on
     // 10 pods, then 16 from t=600 (ticks every 5 s). The EWMA (half-life

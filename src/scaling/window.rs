@@ -38,9 +38,13 @@ impl<T: Copy> TimedWindow<T> {
             .map(|&(_, value)| value)
     }
 
-    /// The oldest value kept.
-    pub(crate) fn oldest(&self) -> Option<T> {
-        self.entries.front().map(|&(_, value)| value)
+    /// The oldest `(time, value)` of the last `span` seconds (see `within`).
+    pub(crate) fn oldest_within(&self, now: f64, span: f64) -> Option<(f64, T)> {
+        let cutoff = now - span.max(0.0);
+        self.entries
+            .iter()
+            .find(|&&(at, _)| at > cutoff || at >= now)
+            .copied()
     }
 
     /// The values of the last `span` seconds: stamped after `now - span`,
