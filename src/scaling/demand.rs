@@ -33,7 +33,8 @@
 //!   every pod is full and the queue rose since the previous sample, the
 //!   rise is taken to have arrived within [`BURST_SECS`], and the demand is
 //!   at least in-flight + rise x service time / [`BURST_SECS`] (at most twice
-//!   the in-flight). It counts like an overload measured from the arrivals.
+//!   the in-flight). It raises the steady demand and the short window like
+//!   an overload measured from the arrivals.
 use super::smoothing::Ewma;
 use super::types::{Config, Observation, Reading, Sample};
 
@@ -184,6 +185,9 @@ pub(crate) struct Demand {
     /// A full fleet's demand measured from the arrivals, when it exceeds
     /// the in-flight (0 otherwise): an overload seen as it is, not a guess.
     pub overload: f64,
+    /// A burst between scrapes sized from the queue's rise (see [`burst`];
+    /// 0 when there was none).
+    pub burst: f64,
 }
 
 impl Demand {
@@ -275,14 +279,13 @@ pub(crate) fn demand(
         Some(_) if is_full && !draining => burst(readings.in_flight, trend.rise, service_time),
         _ => 0.0,
     };
-    let overload = overload.max(burst);
     let steady = match arrivals {
         // Pods just became Ready, the queue is shrinking and more is in
         // service than the arrivals bring: the excess is the backlog the new
         // pods took at once. The arrivals are the demand; the backlog has
         // its own drain term.
         Some(a) if draining && measured > a => a,
-        _ => measured.max(overload),
+        _ => measured.max(overload).max(burst),
     };
     // With the arrivals measured there is nothing to guess: arrivals beyond
     // the in-flight are the overload; fewer mean the fleet serves them all
@@ -296,6 +299,7 @@ pub(crate) fn demand(
         drain,
         saturation,
         overload,
+        burst,
     }
 }
 
@@ -409,6 +413,7 @@ mod tests {
                 drain: 2.0,
                 saturation: 0.0,
                 overload: 0.0,
+                burst: 0.0,
             }
         );
         // A draining queue (-100 req/s) cannot make demand negative.
@@ -437,6 +442,7 @@ mod tests {
                 drain: 2.0,
                 saturation: 0.0,
                 overload: 0.0,
+                burst: 0.0,
             }
         );
     }
@@ -459,6 +465,7 @@ mod tests {
                 drain: 0.0,
                 saturation: 0.0,
                 overload: 0.0,
+                burst: 0.0,
             }
         );
     }
@@ -521,7 +528,8 @@ mod tests {
         // 24 full pods (240 in flight), 1200 waiting, all of them new since
         // the last scrape; the rate over the interval, 1700 req/s (170 in
         // concurrency), is under the in-flight. The burst: 240 + 1200 x 0.1
-        // / 2 s = 300 (below 2 x 240), an overload like a measured one.
+        // / 2 s = 300 (below 2 x 240), the steady demand at least; no
+        // overload is measured from the arrivals.
         let d = demand(
             &readings(240.0, 1200.0, Some(1700.0)),
             rose(1200.0),
@@ -529,7 +537,10 @@ mod tests {
             false,
             &config,
         );
-        assert_eq!((d.steady, d.overload, d.saturation), (300.0, 300.0, 0.0));
+        assert_eq!(
+            (d.steady, d.burst, d.overload, d.saturation),
+            (300.0, 300.0, 0.0, 0.0)
+        );
         // At most twice the in-flight: 40 + 2000 x 0.1 / 2 = 140 -> 80.
         let d = demand(
             &readings(40.0, 2000.0, Some(300.0)),
@@ -538,7 +549,7 @@ mod tests {
             false,
             &config,
         );
-        assert_eq!(d.overload, 80.0);
+        assert_eq!(d.burst, 80.0);
         // Arrivals above the burst win: 3000 x 0.1 = 300 > 40 + 10.
         let d = demand(
             &readings(40.0, 200.0, Some(3000.0)),
@@ -547,7 +558,7 @@ mod tests {
             false,
             &config,
         );
-        assert_eq!(d.overload, 300.0);
+        assert_eq!((d.steady, d.overload, d.burst), (300.0, 300.0, 50.0));
         // No burst when the queue did not rise (a backlog held or draining),
         // when a pod is not full, while new pods take a backlog, or without
         // the arrival rate (the saturation floor covers that).
@@ -585,7 +596,7 @@ mod tests {
             ),
         ];
         for d in no_burst {
-            assert_eq!(d.overload, 0.0, "{d:?}");
+            assert_eq!(d.burst, 0.0, "{d:?}");
         }
     }
 

@@ -222,13 +222,25 @@ impl Engine {
         self.panic_samples.push(t, demand.burst());
         self.panic_samples.prune(t, window);
         // The window's mean smooths noisy readings; an overload measured
-        // from the arrivals is not noise and counts at once.
+        // from the arrivals is not noise and counts at once, in panic and
+        // on the stable path (a full fleet 1.9x over its capacity waits
+        // for no mean). A burst sized from the queue counts at once in
+        // panic only: it is a single sample of a fleet that is otherwise
+        // large enough.
         let panic_demand = mean_within(&self.panic_samples, t, window)
             .unwrap_or(demand.burst())
-            .max(demand.overload);
+            .max(demand.overload)
+            .max(demand.burst);
         self.recent_samples.push(t, demand.total());
         self.recent_samples.prune(t, window);
-        let recent_demand = mean_within(&self.recent_samples, t, window).unwrap_or(demand.total());
+        let measured_overload = if demand.overload > 0.0 {
+            demand.overload + demand.drain
+        } else {
+            0.0
+        };
+        let recent_demand = mean_within(&self.recent_samples, t, window)
+            .unwrap_or(demand.total())
+            .max(measured_overload);
         let triggered = panic::triggered(panic_demand, ready, self.per_pod_target(), config);
         let in_panic = self
             .panic

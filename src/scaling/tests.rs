@@ -927,6 +927,28 @@ fn a_measured_overload_is_met_in_one_step() {
 }
 
 #[test]
+fn a_measured_overload_under_the_panic_threshold_is_met_at_once() {
+    // Defaults with a 100 ms service time, 5 pods (planned for 40), 30 in
+    // flight at t=0. At t=5 they are full (50 in flight), 500 wait and 745
+    // req/s arrive: an overload of 74.5 in concurrency, plus the drain
+    // 500 x 0.1 / 30 = 1.67, is 76.2, 1.9x the planned capacity: under the
+    // panic threshold. The short window's mean, (30 + 76.7) / 2 = 53.3,
+    // would ask for 7 pods; the measured overload counts at once:
+    // ceil(76.2 / 8) = 10.
+    let config = Config {
+        service_time_secs: Some(0.1),
+        ..Config::default()
+    };
+    let mut e = Engine::new(config);
+    let calm = with_arrivals(with_queue(obs(30.0, 5, 0.0), 0.0, 0.0), 300.0, 0.0);
+    assert_eq!(e.step(&calm, 0.0).replicas, 5);
+    let over = with_arrivals(with_queue(obs(50.0, 5, 5.0), 500.0, 5.0), 745.0, 5.0);
+    let d = e.step(&over, 5.0);
+    assert!(!d.details.in_panic, "{d:?}");
+    assert_eq!((d.replicas, d.reason), (10, Reason::ScaleUp), "{d:?}");
+}
+
+#[test]
 fn a_burst_between_scrapes_is_sized_from_the_queue_it_left() {
     // Defaults with a 100 ms service time, 24 pods (planned for 24 x 8 =
     // 192). A scrape finds them full (240 in flight) with 1200 waiting that
