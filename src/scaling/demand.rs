@@ -516,88 +516,60 @@ mod tests {
             service_time_secs: Some(0.1),
             ..Config::default()
         };
-        let readings = |in_flight: f64, queue: f64, arrivals: Option<f64>| Readings {
-            in_flight,
-            queue: Some(Sample {
-                value: queue,
-                timestamp: 0.0,
-            }),
-            arrivals,
+        // Demand of `ready` pods with `in_flight` in flight, `queue` waiting
+        // (risen by `rise` since the last sample) and `arrivals` req/s.
+        let at = |ready: u32, in_flight: f64, queue: f64, rise: f64, arrivals: Option<f64>| {
+            let readings = Readings {
+                in_flight,
+                queue: Some(Sample {
+                    value: queue,
+                    timestamp: 0.0,
+                }),
+                arrivals,
+            };
+            let trend = QueueTrend { growth: 0.0, rise };
+            demand(&readings, trend, ready, false, &config)
         };
-        let rose = |rise: f64| QueueTrend { growth: 0.0, rise };
         // 24 full pods (240 in flight), 1200 waiting, all of them new since
         // the last scrape; the rate over the interval, 1700 req/s (170 in
         // concurrency), is under the in-flight. The burst: 240 + 1200 x 0.1
         // / 2 s = 300 (below 2 x 240), the steady demand at least; no
         // overload is measured from the arrivals.
-        let d = demand(
-            &readings(240.0, 1200.0, Some(1700.0)),
-            rose(1200.0),
-            24,
-            false,
-            &config,
-        );
+        let d = at(24, 240.0, 1200.0, 1200.0, Some(1700.0));
         assert_eq!(
             (d.steady, d.burst, d.overload, d.saturation),
             (300.0, 300.0, 0.0, 0.0)
         );
         // At most twice the in-flight: 40 + 2000 x 0.1 / 2 = 140 -> 80.
-        let d = demand(
-            &readings(40.0, 2000.0, Some(300.0)),
-            rose(2000.0),
-            4,
-            false,
-            &config,
-        );
-        assert_eq!(d.burst, 80.0);
+        assert_eq!(at(4, 40.0, 2000.0, 2000.0, Some(300.0)).burst, 80.0);
         // Arrivals above the burst win: 3000 x 0.1 = 300 > 40 + 10.
-        let d = demand(
-            &readings(40.0, 200.0, Some(3000.0)),
-            rose(200.0),
-            4,
-            false,
-            &config,
-        );
+        let d = at(4, 40.0, 200.0, 200.0, Some(3000.0));
         assert_eq!((d.steady, d.overload, d.burst), (300.0, 300.0, 50.0));
         // No burst when the queue did not rise (a backlog held or draining),
-        // when a pod is not full, while new pods take a backlog, or without
-        // the arrival rate (the saturation floor covers that).
-        let no_burst = [
-            demand(
-                &readings(240.0, 1200.0, Some(1700.0)),
-                rose(0.0),
-                24,
-                false,
-                &config,
-            ),
-            demand(
-                &readings(200.0, 1200.0, Some(1700.0)),
-                rose(1200.0),
-                24,
-                false,
-                &config,
-            ),
-            demand(
-                &readings(240.0, 1200.0, Some(1700.0)),
-                QueueTrend {
-                    growth: -50.0,
-                    rise: 1200.0,
-                },
-                24,
-                true,
-                &config,
-            ),
-            demand(
-                &readings(240.0, 1200.0, None),
-                rose(1200.0),
-                24,
-                false,
-                &config,
-            ),
-        ];
-        for d in no_burst {
+        // when a pod is not full, or without the arrival rate (the
+        // saturation floor covers that).
+        for d in [
+            at(24, 240.0, 1200.0, 0.0, Some(1700.0)),
+            at(24, 200.0, 1200.0, 1200.0, Some(1700.0)),
+            at(24, 240.0, 1200.0, 1200.0, None),
+        ] {
             assert_eq!(d.burst, 0.0, "{d:?}");
         }
+        // Nor while new pods take a backlog (Ready just rose, the queue
+        // shrinks).
+        let readings = Readings {
+            in_flight: 240.0,
+            queue: Some(Sample {
+                value: 1200.0,
+                timestamp: 0.0,
+            }),
+            arrivals: Some(1700.0),
+        };
+        let draining = QueueTrend {
+            growth: -50.0,
+            rise: 1200.0,
+        };
+        assert_eq!(demand(&readings, draining, 24, true, &config).burst, 0.0);
     }
 
     #[test]
