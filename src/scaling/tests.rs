@@ -901,6 +901,12 @@ fn with_arrivals(mut o: Observation, rate: f64, t: f64) -> Observation {
     o
 }
 
+/// All three metrics read at `t`: in-flight, queue depth and arrival rate,
+/// with `ready` replicas all ready.
+fn observed(in_flight: f64, queue: f64, rate: f64, ready: u32, t: f64) -> Observation {
+    with_arrivals(with_queue(obs(in_flight, ready, t), queue, t), rate, t)
+}
+
 #[test]
 fn a_measured_overload_is_met_in_one_step() {
     // Defaults (panic at 2x, scale-up step max(1000%, 4 pods)) with a 100 ms
@@ -914,7 +920,7 @@ fn a_measured_overload_is_met_in_one_step() {
         ..Config::default()
     };
     let mut e = Engine::new(config.clone());
-    let o = with_arrivals(with_queue(obs(40.0, 4, 0.0), 400.0, 0.0), 2000.0, 0.0);
+    let o = observed(40.0, 400.0, 2000.0, 4, 0.0);
     let d = e.step(&o, 0.0);
     assert_eq!((d.replicas, d.reason), (26, Reason::Panic));
     assert_eq!(d.details.arrival_rate, Some(2000.0));
@@ -940,9 +946,9 @@ fn a_measured_overload_under_the_panic_threshold_is_met_at_once() {
         ..Config::default()
     };
     let mut e = Engine::new(config);
-    let calm = with_arrivals(with_queue(obs(30.0, 5, 0.0), 0.0, 0.0), 300.0, 0.0);
+    let calm = observed(30.0, 0.0, 300.0, 5, 0.0);
     assert_eq!(e.step(&calm, 0.0).replicas, 5);
-    let over = with_arrivals(with_queue(obs(50.0, 5, 5.0), 500.0, 5.0), 745.0, 5.0);
+    let over = observed(50.0, 500.0, 745.0, 5, 5.0);
     let d = e.step(&over, 5.0);
     assert!(!d.details.in_panic, "{d:?}");
     assert_eq!((d.replicas, d.reason), (10, Reason::ScaleUp), "{d:?}");
@@ -965,16 +971,16 @@ fn a_burst_between_scrapes_is_sized_from_the_queue_it_left() {
         ..Config::default()
     };
     let mut e = Engine::new(config);
-    let calm = with_arrivals(with_queue(obs(170.0, 24, 0.0), 0.0, 0.0), 1700.0, 0.0);
+    let calm = observed(170.0, 0.0, 1700.0, 24, 0.0);
     assert_eq!(e.step(&calm, 0.0).replicas, 24);
-    let burst = with_arrivals(with_queue(obs(240.0, 24, 5.0), 1200.0, 5.0), 1700.0, 5.0);
+    let burst = observed(240.0, 1200.0, 1700.0, 24, 5.0);
     let d = e.step(&burst, 5.0);
     assert_eq!(d.details.demand, Some(300.0));
     assert_eq!(d.details.drain, Some(4.0));
     assert_eq!(d.replicas, 30, "{d:?}");
     // The same queue at the next scrape did not rise: no new burst, and
     // the 30 asked for (24 of them Ready) stay.
-    let mut held = with_arrivals(with_queue(obs(240.0, 24, 10.0), 1200.0, 10.0), 1700.0, 10.0);
+    let mut held = observed(240.0, 1200.0, 1700.0, 24, 10.0);
     held.current_replicas = 30;
     let d = e.step(&held, 10.0);
     assert!(d.details.demand < Some(300.0), "{d:?}");
@@ -1101,7 +1107,7 @@ fn pods_ready_since_the_last_tick_do_not_empty_a_full_fleets_samples() {
         ..bare()
     };
     let tick = |e: &mut Engine, ready: u32, t: f64| {
-        let mut o = with_arrivals(with_queue(obs(140.0, ready, t), 1400.0, t), 5000.0, t);
+        let mut o = observed(140.0, 1400.0, 5000.0, ready, t);
         o.current_replicas = 63;
         e.step(&o, t)
     };
@@ -1184,7 +1190,7 @@ fn new_pods_taking_a_backlog_are_not_read_as_demand() {
         ..bare()
     };
     let tick = |e: &mut Engine, in_flight: f64, queue: f64, ready: u32, t: f64| {
-        let mut o = with_arrivals(with_queue(obs(in_flight, ready, t), queue, t), 390.0, t);
+        let mut o = observed(in_flight, queue, 390.0, ready, t);
         o.current_replicas = 7;
         e.step(&o, t)
     };
