@@ -358,11 +358,14 @@ pub struct Prediction {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Behavior {
-    /// Scale-down hysteresis on the usage ratio, demand / (current replicas
-    /// x concurrencyPerPod x utilization): no scale-down while the ratio is
+    /// Hysteresis on the usage ratio, demand / (current replicas x
+    /// concurrencyPerPod x utilization): no scale-down while the ratio is
     /// at least 1 - tolerance, and a scale-down keeps this fraction of
-    /// headroom (0.1: 10%). Scale-up has no band: demand above the planned
-    /// capacity adds pods. In [0, 1). Default 0.1.
+    /// headroom (0.1: 10%). Right after a scale-down, no scale-up while the
+    /// ratio is at most 1 + tolerance (never past 90% of concurrencyPerPod);
+    /// otherwise demand above the planned capacity adds pods. A scale-down
+    /// by less than the tolerance or 3% of the replicas, whichever is
+    /// smaller, is skipped. In [0, 1). Default 0.1.
     #[serde(default = "default_tolerance")]
     #[schemars(extend("minimum" = 0, "maximum" = 1, "exclusiveMaximum" = true))]
     pub tolerance: f64,

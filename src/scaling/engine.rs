@@ -9,6 +9,16 @@ use super::smoothing::{Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE
 use super::types::{Config, Decision, Details, Direction, Observation, Reason};
 use super::window::{TimedWindow, early_scale_down, mean_within, stabilize};
 
+/// After a scale-down the tolerance band holds scale-ups too, but never
+/// past this fraction of a pod's concurrency limit: the band above the
+/// planned capacity is `min(tolerance, HYSTERESIS_MAX_FILL / utilization -
+/// 1)`. Near its limit a pod is filled by second-to-second variation in
+/// the arrivals, and its requests queue: in `make bench`'s utilization
+/// sweeps every autoscaler has many more violation seconds from 0.9 up.
+/// At the default utilization (0.8) the band is the tolerance (0.8 x 1.1 =
+/// 0.88 of the limit).
+pub const HYSTERESIS_MAX_FILL: f64 = 0.9;
+
 /// The decision engine for one policy. Pure: time is an argument, nothing
 /// is read from the outside. Keep one per policy; feed it every tick.
 #[derive(Clone, Debug)]
@@ -321,11 +331,12 @@ impl Engine {
     /// As in HPA, the tolerance applies to the usage ratio, demand /
     /// (current x per-pod target), before rounding, not to the rounded pod
     /// counts (at 7 to 12 pods any one-pod move would leave a 10% band).
-    /// Unlike HPA it holds only scale-downs: below the current count and
-    /// within `1 - tolerance` of it, the recommendation is the current count,
-    /// and as such enters the scale-down window; further below, it is the
-    /// pods for demand x (1 + tolerance), so a fleet that shrank scales up
-    /// again only once demand has risen by the tolerance (hysteresis). For a policy that
+    /// Below the current count and within `1 - tolerance` of it, the
+    /// recommendation is the current count, and as such enters the
+    /// scale-down window; further below, it is the pods for demand x (1 +
+    /// tolerance), so a fleet that shrank keeps the tolerance as headroom.
+    /// Above the current count the band holds only right after a
+    /// scale-down (see [`Engine::up_band`]). For a policy that
     /// may scale to zero, the recommendation is zero once the whole panic
     /// window saw no demand at all (an EWMA never decays to exactly zero);
     /// the scale-down window then makes that last its full length.
@@ -350,12 +361,11 @@ impl Engine {
             };
         let stable_demand = s.smoothed.max(recent).max(s.forecast.unwrap_or(0.0));
         let ratio = stable_demand / (f64::from(current) * per_pod);
-        // The slack keeps a ratio of exactly 1 +- tolerance inside the band.
-        // The band holds scale-downs only (a hysteresis): any demand above
-        // the fleet's planned capacity adds pods, since under-provisioning
-        // costs SLO and the utilization target is the headroom. The slack
-        // keeps a ratio of exactly 1 - tolerance inside the band.
+        // The slack keeps a ratio of exactly 1 +- the band inside it.
         if current > 0 && ratio <= 1.0 && 1.0 - ratio <= self.config.tolerance + 1e-9 {
+            return (current, true);
+        }
+        if current > 0 && ratio > 1.0 && ratio - 1.0 <= self.up_band() + 1e-9 {
             return (current, true);
         }
         if current > 0 && ratio < 1.0 {
@@ -369,6 +379,29 @@ impl Engine {
             return (down, down == current);
         }
         (pods_for(stable_demand, per_pod).max(1), false)
+    }
+
+    /// How far above the planned capacity demand may go without a
+    /// scale-up: zero, except right after a scale-down (the last scale
+    /// action was down), where it is the tolerance, capped so that no pod
+    /// is planned past [`HYSTERESIS_MAX_FILL`] of its limit.
+    ///
+    /// A scale-down leaves the tolerance as headroom, and demand that
+    /// moves by the tolerance from one minute to the next would scale the
+    /// fleet straight back up: a reversal for a pod that the utilization
+    /// target's headroom covers anyway (the wc98 trace's minute bins did
+    /// this about twice an hour). While the fleet grows, scale-ups need no
+    /// band: under-provisioning costs SLO, and a ramp must be followed at
+    /// once. Panic ignores the band.
+    fn up_band(&self) -> f64 {
+        if self
+            .last_scale
+            .is_none_or(|(_, direction)| direction != Direction::Down)
+        {
+            return 0.0;
+        }
+        let headroom = HYSTERESIS_MAX_FILL / self.config.utilization - 1.0;
+        self.config.tolerance.min(headroom).max(0.0)
     }
 
     /// Records the (bounded) recommendation and applies the windows.

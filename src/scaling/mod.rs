@@ -7,7 +7,8 @@
 //! growth x service time, plus a separate backlog drain term, and a
 //! saturation floor when every pod is full) → EWMA smoothing, Holt
 //! forecast, panic window → recommendation (tolerance on the usage ratio)
-//! → stabilization windows → reverse cooldown, step limits → min/max bounds.
+//! → stabilization windows → smallest scale-down, reverse cooldown, step
+//! limits → min/max bounds.
 pub mod adaptive;
 mod demand;
 mod engine;
@@ -24,8 +25,9 @@ mod props;
 mod tests;
 
 pub use demand::ASSUMED_SERVICE_TIME_SECS;
-pub use engine::Engine;
+pub use engine::{Engine, HYSTERESIS_MAX_FILL};
 pub use limits::CEIL_RELATIVE_EPSILON;
 pub use panic::panic_exit_secs;
+pub use plan::MIN_SCALE_DOWN_FRACTION;
 pub use smoothing::{HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_MIN_SAMPLES, HOLT_TREND_HALF_LIFE_FACTOR};
 pub use types::*;

@@ -325,8 +325,9 @@ fn within_the_tolerance_band_nothing_changes() {
         tolerance: 0.1,
         ..bare()
     };
-    // The band applies to the usage ratio demand / (10 pods x 8), and only
-    // downward (a hysteresis): 73 in flight -> 0.9125 >= 0.9 -> hold.
+    // The band applies to the usage ratio demand / (10 pods x 8), downward
+    // (upward only after a scale-down, see the next test): 73 in flight ->
+    // 0.9125 >= 0.9 -> hold.
     let d = Engine::new(config.clone()).step(&obs(73.0, 10, 0.0), 0.0);
     assert_eq!((d.replicas, d.reason), (10, Reason::WithinTolerance));
     // 71 -> 0.8875 < 0.9, but down only as far as leaves the tolerance as
@@ -337,9 +338,85 @@ fn within_the_tolerance_band_nothing_changes() {
     // ceil(63 / 8) = 8.
     let d = Engine::new(config.clone()).step(&obs(63.0, 10, 0.0), 0.0);
     assert_eq!((d.replicas, d.reason), (9, Reason::ScaleDown));
-    // Up needs no band: 81 -> 1.0125 -> ceil(10.125) = 11.
+    // Up needs no band while the fleet has not scaled down: 81 -> 1.0125
+    // -> ceil(10.125) = 11.
     let d = Engine::new(config).step(&obs(81.0, 10, 0.0), 0.0);
     assert_eq!((d.replicas, d.reason), (11, Reason::ScaleUp));
+}
+
+#[test]
+fn after_a_scale_down_the_band_holds_scale_ups_too() {
+    let config = Config {
+        tolerance: 0.1,
+        ..bare()
+    };
+    let mut f = Fleet::new(config.clone(), 12);
+    // 63 in flight on 12 pods: down to ceil(63 x 1.1 / 8) = 9.
+    assert_eq!(f.tick(63.0, 0.0).replicas, 9);
+    // 78 on 9 pods: ratio 78 / 72 = 1.083, within the band: hold.
+    let d = f.tick(78.0, 10.0);
+    assert_eq!((d.replicas, d.reason), (9, Reason::WithinTolerance));
+    // 79.2 = 72 x 1.1 exactly is still inside; 80 (1.111) is out: up to
+    // ceil(80 / 8) = 10.
+    assert_eq!(f.tick(79.2, 20.0).replicas, 9);
+    let d = f.tick(80.0, 30.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::ScaleUp));
+    // After that scale-up, up needs no band again: 81 on 10 -> 11.
+    assert_eq!(f.tick(81.0, 40.0).replicas, 11);
+
+    // The band never plans a pod past 90% of its limit: at utilization
+    // 0.85 (8.5 per pod) it is min(0.1, 0.9 / 0.85 - 1 = 0.0588).
+    let config = Config {
+        utilization: 0.85,
+        ..config
+    };
+    let mut f = Fleet::new(config.clone(), 12);
+    // 60 in flight: down to ceil(60 x 1.1 / 8.5) = ceil(7.76) = 8.
+    assert_eq!(f.tick(60.0, 0.0).replicas, 8);
+    // 71.9 on 8 x 8.5 = 68: ratio 1.057, held; 72.5 (1.066, 90.6% of the
+    // limit) scales up to ceil(72.5 / 8.5) = 9.
+    assert_eq!(f.tick(71.9, 10.0).replicas, 8);
+    assert_eq!(f.tick(72.5, 20.0).replicas, 9);
+    // At utilization 0.9 or more there is no band above the target.
+    let config = Config {
+        utilization: 0.9,
+        ..config
+    };
+    let mut f = Fleet::new(config, 12);
+    // 60 in flight: down to ceil(60 x 1.1 / 9) = 8; 72.5 on 8 x 9 = 72: 9.
+    assert_eq!(f.tick(60.0, 0.0).replicas, 8);
+    assert_eq!(f.tick(72.5, 10.0).replicas, 9);
+}
+
+#[test]
+fn a_scale_down_by_less_than_three_percent_of_the_fleet_is_skipped() {
+    let config = Config {
+        tolerance: 0.1,
+        ..bare()
+    };
+    // 61 pods; 435 in flight asks for ceil(435 x 1.1 / 8) = 60: one pod,
+    // 1.6% of the fleet: hold.
+    let d = Engine::new(config.clone()).step(&obs(435.0, 61, 0.0), 0.0);
+    assert_eq!(d.details.recommended, 60);
+    assert_eq!((d.replicas, d.reason), (61, Reason::WithinTolerance));
+    // 420 asks for ceil(57.75) = 58: 3 pods, 4.9%: down.
+    let d = Engine::new(config.clone()).step(&obs(420.0, 61, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (58, Reason::ScaleDown));
+    // On a small fleet one pod is more than 3%: 70 in flight on 11 pods
+    // asks for ceil(9.625) = 10.
+    let d = Engine::new(config.clone()).step(&obs(70.0, 11, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (10, Reason::ScaleDown));
+    // A smaller tolerance lowers the smallest step with it: at 0.01, 61 ->
+    // ceil(435 x 1.01 / 8) = 55 goes down, and so does a single pod of 61
+    // (1.6% >= 1%): 470 asks for ceil(59.3) = 60.
+    let fine = Config {
+        tolerance: 0.01,
+        ..config
+    };
+    let d = Engine::new(fine.clone()).step(&obs(435.0, 61, 0.0), 0.0);
+    assert_eq!(d.replicas, 55);
+    let d = Engine::new(fine).step(&obs(470.0, 61, 0.0), 0.0);
+    assert_eq!((d.replicas, d.reason), (60, Reason::ScaleDown));
 }
 
 // --- stabilization windows --------------------------------------------------

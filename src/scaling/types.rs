@@ -23,9 +23,13 @@ pub struct Config {
     pub panic: PanicConfig,
     /// `None` disables the forecast.
     pub prediction: Option<PredictionConfig>,
-    /// Scale-down hysteresis on the usage ratio demand / (current x per-pod
-    /// target): no scale-down while the ratio is >= 1 - tolerance, and a
-    /// scale-down keeps this fraction of headroom. Scale-up has no band.
+    /// Hysteresis on the usage ratio demand / (current x per-pod target):
+    /// no scale-down while the ratio is >= 1 - tolerance, and a scale-down
+    /// keeps this fraction of headroom; right after a scale-down, no
+    /// scale-up while the ratio is <= 1 + tolerance (capped, see
+    /// `engine::HYSTERESIS_MAX_FILL`). A scale-down smaller than
+    /// `min(tolerance, plan::MIN_SCALE_DOWN_FRACTION)` of the fleet is
+    /// skipped.
     pub tolerance: f64,
     pub scale_up: DirectionRules,
     pub scale_down: DirectionRules,
@@ -125,7 +129,8 @@ pub struct Decision {
 pub enum Reason {
     ScaleUp,
     ScaleDown,
-    /// Desired is within the tolerance band of current.
+    /// Desired is within the tolerance band of current, or a scale-down
+    /// too small to be worth its risk of a reversal.
     WithinTolerance,
     /// Already at the desired count.
     Steady,
