@@ -185,9 +185,11 @@ mod tests {
 
     #[test]
     fn warm_up_history_feeds_the_engine_windows() {
-        // Five minutes at 160 in flight (20 pods at 8 per pod), then 80 now.
-        // A cold engine would smooth to 80 at once; a warmed one remembers
-        // the 160 (half-life 30s) and does not scale down inside the window.
+        // Five minutes at 160 in flight (20 pods at 8 per pod), then 100 now
+        // (a fall of 60, under the 6 x sqrt(160) = 76 that would make it a
+        // level shift). A cold engine would smooth to 100 at once; a warmed
+        // one remembers the 160 (half-life 30s) and does not scale down
+        // inside the window.
         let config = Config {
             max_replicas: 50,
             ..Config::default()
@@ -197,7 +199,7 @@ mod tests {
         engine.warm_up(&history(&series, None, None, 20, 20));
         let now = 300.0;
         let obs = Observation {
-            in_flight: Ok(s(now, 80.0)),
+            in_flight: Ok(s(now, 100.0)),
             queue_depth: None,
             ready_replicas: 20,
             current_replicas: 20,

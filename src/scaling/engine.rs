@@ -5,7 +5,9 @@ use super::demand::{self, Demand, QueueGrowth, QueueTrend, Readings};
 use super::limits::{bounds, clamp, pods_for};
 use super::panic::{self, PanicState};
 use super::plan::{self, Outcome, PlanInput};
-use super::smoothing::{Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE_FACTOR, Holt};
+use super::smoothing::{
+    Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE_FACTOR, Holt, LevelShift,
+};
 use super::types::{Config, Decision, Details, Direction, Observation, Reason};
 use super::window::{TimedWindow, early_scale_down, mean_within, stabilize};
 
@@ -33,6 +35,8 @@ pub struct Engine {
     start: Option<(f64, u32)>,
     queue_growth: QueueGrowth,
     steady: Ewma,
+    /// Level shifts of the steady demand, taken by `steady` at once.
+    steady_shifts: LevelShift,
     holt: Holt,
     /// Steady demand over the forecast horizon: the growth the forecast
     /// may extrapolate.
@@ -77,6 +81,7 @@ impl Engine {
             start: None,
             queue_growth: QueueGrowth::default(),
             steady: Ewma::default(),
+            steady_shifts: LevelShift::default(),
             holt: Holt::default(),
             horizon_samples: TimedWindow::default(),
             panic_samples: TimedWindow::default(),
@@ -210,7 +215,16 @@ impl Engine {
             return None;
         }
         let half_life = config.smoothing_half_life_secs;
-        let smoothed = self.steady.update(demand.steady, t, half_life) + demand.drain;
+        // A step is taken at once (a burst that ended must not hold the
+        // fleet for minutes); noise is averaged over the half-life.
+        let (steady, _) = self.steady.update_or_shift(
+            demand.steady,
+            t,
+            half_life,
+            &mut self.steady_shifts,
+            half_life * HOLT_TREND_HALF_LIFE_FACTOR,
+        );
+        let smoothed = steady + demand.drain;
         self.holt.update(
             demand.steady,
             t,

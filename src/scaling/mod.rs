@@ -6,7 +6,8 @@
 //! infinite or negative data hold the fleet) → demand (in-flight + queue
 //! growth x service time, plus a separate backlog drain term, and a
 //! saturation floor when every pod is full) → EWMA smoothing, Holt
-//! forecast, panic window → recommendation (tolerance on the usage ratio)
+//! forecast (both take a level shift at once), panic window →
+//! recommendation (tolerance on the usage ratio)
 //! → stabilization windows → smallest scale-down, reverse cooldown, step
 //! limits → min/max bounds.
 pub mod adaptive;

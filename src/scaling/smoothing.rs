@@ -14,6 +14,13 @@ pub const HOLT_TREND_HALF_LIFE_FACTOR: f64 = 2.0;
 /// of the first few samples is mostly noise).
 pub const HOLT_MIN_SAMPLES: u32 = 6;
 
+/// A sample further from its smoother's prediction than this many mean
+/// absolute deviations (of the earlier samples from their predictions) is
+/// a level shift (see [`LevelShift`]). Six is far in the tail of noise
+/// (about five standard deviations for a normal one) and well inside a
+/// step: the bench's step and spike profiles move by tens of them.
+pub const LEVEL_SHIFT_DEVIATIONS: f64 = 6.0;
+
 /// The weight of a new sample arriving `dt` seconds after the previous one.
 /// A zero or negative half-life means no smoothing (weight 1).
 pub(crate) fn alpha(dt: f64, half_life: f64) -> f64 {
@@ -21,6 +28,45 @@ pub(crate) fn alpha(dt: f64, half_life: f64) -> f64 {
         return 1.0;
     }
     1.0 - (-dt.max(0.0) / half_life).exp2()
+}
+
+/// Tells a level shift (demand stepped and stays) from noise, for a
+/// smoother that should take a step at once rather than average it in
+/// over minutes: the EWMA would keep a fleet sized for a burst that ended
+/// for several half-lives, and Holt would read a step as a trend and
+/// extrapolate it over the horizon.
+///
+/// A sample is a shift when its innovation (the sample minus the
+/// smoother's prediction) exceeds [`LEVEL_SHIFT_DEVIATIONS`] times the mean
+/// absolute innovation so far (a time-aware EWMA), never taken below the
+/// square root of the level: a count of requests varies at least that much
+/// between samples (Poisson). Nothing is a shift until [`HOLT_MIN_SAMPLES`]
+/// samples were seen. A shift enters the mean clipped to the threshold, so
+/// the mean grows with it: a shift right after another needs a larger move
+/// (on a noisy signal, one wild sample does not start a series of them).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LevelShift {
+    mean_deviation: f64,
+    samples: u32,
+}
+
+impl LevelShift {
+    /// Whether a sample whose innovation is `innovation`, against a
+    /// prediction of `level`, `dt` seconds after the previous sample, is a
+    /// level shift; the mean deviation (half-life `half_life`) learns from
+    /// it either way.
+    pub(crate) fn check(&mut self, innovation: f64, level: f64, dt: f64, half_life: f64) -> bool {
+        if !innovation.is_finite() {
+            return false;
+        }
+        let floor = level.abs().max(1.0).sqrt();
+        let threshold = LEVEL_SHIFT_DEVIATIONS * self.mean_deviation.max(floor);
+        self.samples = self.samples.saturating_add(1);
+        let shifted = self.samples >= HOLT_MIN_SAMPLES && innovation.abs() > threshold;
+        self.mean_deviation +=
+            alpha(dt, half_life) * (innovation.abs().min(threshold) - self.mean_deviation);
+        shifted
+    }
 }
 
 /// Exponentially weighted moving average over time.
@@ -52,6 +98,30 @@ impl Ewma {
         next.0
     }
 
+    /// As [`Ewma::update`], except that a level shift (told by `shifts`,
+    /// whose mean deviation has the half-life `shift_half_life`) replaces
+    /// the average at once. Returns the new average and whether it shifted.
+    pub(crate) fn update_or_shift(
+        &mut self,
+        value: f64,
+        at: f64,
+        half_life: f64,
+        shifts: &mut LevelShift,
+        shift_half_life: f64,
+    ) -> (f64, bool) {
+        match self.state {
+            Some((avg, last)) if at > last && value.is_finite() => {
+                if shifts.check(value - avg, avg, at - last, shift_half_life) {
+                    self.state = Some((value, at));
+                    (value, true)
+                } else {
+                    (self.update(value, at, half_life), false)
+                }
+            }
+            _ => (self.update(value, at, half_life), false),
+        }
+    }
+
     pub(crate) fn value(&self) -> Option<f64> {
         self.state.map(|(v, _)| v)
     }
@@ -64,6 +134,8 @@ pub(crate) struct Holt {
     trend: f64, // per second
     last: f64,
     samples: u32,
+    /// A level shift moves the level at once and keeps the trend.
+    shifts: LevelShift,
 }
 
 impl Holt {
@@ -82,6 +154,7 @@ impl Holt {
                 trend: 0.0,
                 last: at,
                 samples: 1,
+                shifts: LevelShift::default(),
             };
             return;
         }
@@ -92,8 +165,19 @@ impl Holt {
         let a = alpha(dt, level_half_life);
         let b = alpha(dt, trend_half_life);
         let predicted = self.level + self.trend * dt;
-        let level = a * value + (1.0 - a) * predicted;
-        let trend = b * (level - self.level) / dt + (1.0 - b) * self.trend;
+        let (level, trend) = if self
+            .shifts
+            .check(value - predicted, predicted, dt, trend_half_life)
+        {
+            // A step says nothing about the growth around it.
+            (value, self.trend)
+        } else {
+            let level = a * value + (1.0 - a) * predicted;
+            (
+                level,
+                b * (level - self.level) / dt + (1.0 - b) * self.trend,
+            )
+        };
         if !(level.is_finite() && trend.is_finite()) {
             // Overflow: start over (cold) rather than forecast garbage.
             *self = Holt::default();
@@ -189,5 +273,67 @@ mod tests {
             falling.update(f64::from(100 - 2 * i).max(0.0), f64::from(i), 5.0, 10.0);
         }
         assert_eq!(falling.forecast(300.0), Some(0.0));
+    }
+
+    #[test]
+    fn a_level_shift_is_a_move_beyond_six_mean_deviations_once_warm() {
+        // Level 100: the floor is sqrt(100) = 10, the threshold 60.
+        let mut quiet = LevelShift::default();
+        // Cold: even a huge move is no shift before HOLT_MIN_SAMPLES.
+        for _ in 1..HOLT_MIN_SAMPLES {
+            assert!(!quiet.check(1000.0, 100.0, 1.0, 60.0));
+        }
+        let mut warm = LevelShift::default();
+        for _ in 1..HOLT_MIN_SAMPLES {
+            assert!(!warm.check(0.0, 100.0, 1.0, 60.0));
+        }
+        let mut a = warm.clone();
+        assert!(!a.check(-60.0, 100.0, 1.0, 60.0), "at the threshold");
+        let mut b = warm.clone();
+        assert!(b.check(-61.0, 100.0, 1.0, 60.0), "past it, either way");
+        // Noise raises the threshold: innovations of 20 -> 6 x 20 = 120.
+        let mut noisy = LevelShift::default();
+        for i in 0..600 {
+            let innovation = if i % 2 == 0 { 20.0 } else { -20.0 };
+            assert!(!noisy.check(innovation, 100.0, 1.0, 60.0));
+        }
+        assert!(!noisy.clone().check(110.0, 100.0, 1.0, 60.0));
+        // A shift enters the mean deviation clipped to the threshold, so
+        // the next sample needs a larger move: a shift 10 s after the last
+        // sample moves the mean (half-life 60 s) to 20 + (120 - 20) x (1 -
+        // 2^(-1/6)) = 30.9, and the threshold to 185.
+        assert!(noisy.check(130.0, 100.0, 10.0, 60.0));
+        assert!(!noisy.check(150.0, 100.0, 1.0, 60.0));
+        // NaN is never a shift.
+        assert!(!LevelShift::default().check(f64::NAN, 100.0, 1.0, 60.0));
+    }
+
+    #[test]
+    fn holt_takes_a_level_shift_at_once_and_keeps_its_trend() {
+        // A ramp of 1 per second from 400, then a step of +200 on top.
+        let mut h = Holt::default();
+        for i in 0..=300 {
+            h.update(400.0 + f64::from(i), f64::from(i), 5.0, 60.0);
+        }
+        let before = h.forecast(10.0).unwrap_or(0.0);
+        assert!((before - 710.0).abs() < 1.0, "ramp forecast {before}");
+        h.update(400.0 + 301.0 + 200.0, 301.0, 5.0, 60.0);
+        let after = h.forecast(10.0).unwrap_or(0.0);
+        assert!(
+            (after - 911.0).abs() < 1.0,
+            "level 901 + 10 s of trend: {after}"
+        );
+        // An EWMA with a shift detector takes it at once as well.
+        let mut e = Ewma::default();
+        let mut shifts = LevelShift::default();
+        for i in 0..100 {
+            e.update_or_shift(50.0, f64::from(i), 30.0, &mut shifts, 60.0);
+        }
+        assert_eq!(
+            e.update_or_shift(200.0, 100.0, 30.0, &mut shifts, 60.0),
+            (200.0, true)
+        );
+        let (avg, shifted) = e.update_or_shift(210.0, 101.0, 30.0, &mut shifts, 60.0);
+        assert!(!shifted && avg > 200.0 && avg < 201.0, "{avg}");
     }
 }

@@ -795,15 +795,16 @@ fn warm_up_fills_the_windows_and_records_no_scale() {
         .collect();
     let mut e = Engine::new(config.clone());
     e.warm_up(&history);
-    // Live, demand drops to 8. The EWMA is warm: 8 + 72 x 2^(-1/30) = 78.4,
-    // not the 8 a cold engine would start from.
-    let d = e.step(&obs(8.0, 10, 300.0), 300.0);
+    // Live, demand drops to 40 (a fall of 40, under the 6 x sqrt(80) = 54
+    // of a level shift). The EWMA is warm: 40 + 40 x 2^(-1/30) = 79.1, not
+    // the 40 a cold engine would start from.
+    let d = e.step(&obs(40.0, 10, 300.0), 300.0);
     let smoothed = d.details.smoothed.unwrap_or(0.0);
-    assert!((smoothed - (8.0 + 72.0 * (-1.0f64 / 30.0).exp2())).abs() < 1e-9);
-    // 120 s later the EWMA is 8 + 72 x 2^(-121/30) = 12.4 -> 2 pods, but the
-    // warm scale-down window still holds the 10s of the history.
-    let d = e.step(&obs(8.0, 10, 420.0), 420.0);
-    assert_eq!(d.details.recommended, 2);
+    assert!((smoothed - (40.0 + 40.0 * (-1.0f64 / 30.0).exp2())).abs() < 1e-9);
+    // 120 s later the EWMA is 40 + 40 x 2^(-121/30) = 42.4 -> 6 pods, but
+    // the warm scale-down window still holds the 10s of the history.
+    let d = e.step(&obs(40.0, 10, 420.0), 420.0);
+    assert_eq!(d.details.recommended, 6);
     assert_eq!((d.replicas, d.reason), (10, Reason::Stabilizing));
     // Warm-up recorded no scale: a history that wanted a scale-up does not
     // rate-limit the first live scale-up.
@@ -1083,10 +1084,70 @@ fn a_bad_arrival_rate_never_scales_down() {
 }
 
 #[test]
+fn a_level_shift_moves_the_smoothers_at_once_and_is_not_extrapolated() {
+    // 80 steady for 300 s, then 160: a jump of 80 on a noiseless signal,
+    // far over 6 x sqrt(80) = 54, is a level shift. The EWMA and Holt's
+    // level take it at once, Holt keeps its trend (0): the smoothed demand
+    // is 160 from the step on, and the forecast never runs ahead of it.
+    let config = Config {
+        smoothing_half_life_secs: 30.0,
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare()
+    };
+    let mut e = Engine::new(config);
+    for i in 0..=400 {
+        let t = f64::from(i);
+        let demand = if i < 300 { 80.0 } else { 160.0 };
+        let d = e.step(&obs(demand, 20, t), t);
+        if i >= 300 {
+            let smoothed = d.details.smoothed.unwrap_or(0.0);
+            let forecast = d.details.forecast.unwrap_or(0.0);
+            assert!(
+                (smoothed - 160.0).abs() < 1e-9,
+                "t={t}: smoothed {smoothed}"
+            );
+            assert!(forecast <= 160.0 + 1e-9, "t={t}: forecast {forecast}");
+        }
+    }
+    // A fall is taken at once too: back to 80.
+    let d = e.step(&obs(80.0, 20, 401.0), 401.0);
+    assert_eq!(d.details.smoothed, Some(80.0));
+    // Noise is no shift: on a signal that alternates 80 and 110 the
+    // samples are 15 from the average (95), so a sample of 170 (75 from
+    // it) is within 6 mean deviations (90) and is averaged in; one of 200
+    // (105) is a shift.
+    let noisy = || {
+        let mut e = Engine::new(bare_with_smoothing());
+        for i in 0..300 {
+            let t = f64::from(i);
+            e.step(&obs(if i % 2 == 0 { 80.0 } else { 110.0 }, 20, t), t);
+        }
+        e
+    };
+    let d = noisy().step(&obs(200.0, 20, 300.0), 300.0);
+    assert_eq!(d.details.smoothed, Some(200.0));
+    let d = noisy().step(&obs(170.0, 20, 300.0), 300.0);
+    let smoothed = d.details.smoothed.unwrap_or(0.0);
+    assert!(
+        smoothed < 110.0,
+        "a noisy signal's jump averaged in: {smoothed}"
+    );
+}
+
+fn bare_with_smoothing() -> Config {
+    Config {
+        smoothing_half_life_secs: 30.0,
+        ..bare()
+    }
+}
+
+#[test]
 fn the_forecast_does_not_extrapolate_a_step_that_ended() {
-    // 80 steady for 300 s, then 160. Holt's trend outlives the step; the
-    // cap holds the forecast to the latest demand plus the growth measured
-    // over the last horizon (30 s): once the step is a horizon old, 160.
+    // 80 steady for 300 s, then 120: a jump of 40, under the 6 x sqrt(80)
+    // = 54 of a level shift, so Holt reads it as growth. Its trend outlives
+    // the step; the cap holds the forecast to the latest demand plus the
+    // growth measured over the last horizon (30 s): once the step is a
+    // horizon old, 120.
     let config = Config {
         smoothing_half_life_secs: 30.0,
         prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
@@ -1096,19 +1157,19 @@ fn the_forecast_does_not_extrapolate_a_step_that_ended() {
     let mut during = 0.0_f64;
     for i in 0..=400 {
         let t = f64::from(i);
-        let demand = if i < 300 { 80.0 } else { 160.0 };
+        let demand = if i < 300 { 80.0 } else { 120.0 };
         let d = e.step(&obs(demand, 20, t), t);
         let forecast = d.details.forecast.unwrap_or(0.0);
         if (300..330).contains(&i) {
             during = during.max(forecast);
         }
         if i >= 331 {
-            assert!(forecast <= 160.0 + 1e-9, "t={t}: forecast {forecast}");
+            assert!(forecast <= 120.0 + 1e-9, "t={t}: forecast {forecast}");
         }
     }
-    // Within the horizon after the step the measured growth (80) allows
+    // Within the horizon after the step the measured growth (40) allows
     // the forecast to run ahead: it is a ramp as far as anyone can tell.
-    assert!(during > 160.0, "forecast during the step {during}");
+    assert!(during > 120.0, "forecast during the step {during}");
 }
 
 #[test]
@@ -1144,10 +1205,11 @@ fn the_forecast_looks_one_tick_past_the_horizon() {
 #[test]
 fn the_forecast_does_not_extrapolate_a_step_one_lead_old() {
     // Ticks every 5 s, horizon 30 s: the forecast's lead is 35 s. 80 up
-    // to t=295, 160 from t=300. At t=330 the last sample before the step
-    // (t=295) is exactly one lead old: it is out of the growth measured,
-    // which is 0 from t=300 on, so the forecast says 160 and no more
-    // (Holt's trend alone would still add to it).
+    // to t=295, 120 from t=300 (under a level shift, as above). At t=330
+    // the last sample before the step (t=295) is exactly one lead old: it
+    // is out of the growth measured, which is 0 from t=300 on, so the
+    // forecast says 120 and no more (Holt's trend alone would still add to
+    // it).
     let config = Config {
         smoothing_half_life_secs: 30.0,
         prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
@@ -1157,14 +1219,14 @@ fn the_forecast_does_not_extrapolate_a_step_one_lead_old() {
     let mut holt_ran_ahead = false;
     for i in 0..=80 {
         let t = f64::from(i) * 5.0;
-        let demand = if t < 300.0 { 80.0 } else { 160.0 };
+        let demand = if t < 300.0 { 80.0 } else { 120.0 };
         let d = e.step(&obs(demand, 40, t), t);
         let forecast = d.details.forecast.unwrap_or(0.0);
         if (300.0..330.0).contains(&t) {
-            holt_ran_ahead |= forecast > 160.0;
+            holt_ran_ahead |= forecast > 120.0;
         }
         if t >= 330.0 {
-            assert!(forecast <= 160.0 + 1e-9, "t={t}: forecast {forecast}");
+            assert!(forecast <= 120.0 + 1e-9, "t={t}: forecast {forecast}");
         }
     }
     assert!(holt_ran_ahead, "within the lead the step counts as growth");
@@ -1199,12 +1261,12 @@ fn pods_ready_since_the_last_tick_do_not_empty_a_full_fleets_samples() {
 #[test]
 fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
     // Defaults: 300 s scale-down window, early scale-down on. Demand 80 on
-    // 10 pods, then 16 from t=600 (ticks every 5 s). The EWMA (half-life
-    // 30 s) falls to 16 + 64 x 2^(-dt/30); the recommendation,
-    // ceil(EWMA x 1.1 / 8), is 5 (half of 10) once the EWMA is under
-    // 40 / 1.1 = 36.4, at dt = 30 x log2(64 / 20.4) = 50 s. A fifth of the
-    // window (60 s) later, t = 710, the newest fifth asks for at most 5:
-    // down then, long before the window's t=900.
+    // 10 pods, then 16 from t=600 (ticks every 5 s). The fall, 64, is a
+    // level shift (over 6 x sqrt(80) = 54 on a noiseless signal): the EWMA
+    // takes it at once, and the recommendation is ceil(16 x 1.1 / 8) = 3
+    // from t=600. Once the newest fifth of the window, (t - 60, t], holds
+    // only those, at t=655, it asks for at most half of 10: down then,
+    // long before the window's t=900.
     let mut f = Fleet::new(Config::default(), 10);
     let mut first_down = None;
     for i in 0..=180 {
@@ -1215,19 +1277,21 @@ fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
         }
     }
     let (t, replicas) = first_down.expect("scaled down");
-    assert!((660.0..800.0).contains(&t), "first scale-down at t={t}");
+    assert_eq!(t, 655.0, "first scale-down");
     assert!(replicas <= 5, "down to {replicas}");
-    // With early off the window holds the 10s until t >= 900.
+    // With early off the window holds the last 10 (t=595) for 300 s: down
+    // at t=895.
     let config = Config {
         early_scale_down: false,
         ..Config::default()
     };
     let mut f = Fleet::new(config, 10);
-    for i in 0..=179 {
+    for i in 0..=178 {
         let t = f64::from(i) * 5.0;
         let d = f.tick(if t < 600.0 { 80.0 } else { 16.0 }, t);
         assert_eq!(d.replicas, 10, "t={t}");
     }
+    assert!(f.tick(16.0, 895.0).replicas < 10);
 }
 
 #[test]
