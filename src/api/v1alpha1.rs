@@ -335,7 +335,8 @@ pub struct Target {
 pub struct Smoothing {
     /// Half-life of the exponentially weighted moving average of demand: a
     /// sample's weight halves every halfLife. Longer is steadier, shorter
-    /// follows faster. Default 30s.
+    /// follows faster. A level shift (a sample further from the average
+    /// than six mean deviations) is taken at once. Default 30s.
     #[serde(default = "default_half_life")]
     pub half_life: PositiveDuration,
 }
