@@ -57,6 +57,9 @@ pub struct Engine {
     last_scale: Option<(f64, Direction)>,
     last_up: Option<f64>,
     last_down: Option<f64>,
+    /// While the fleet comes down in consecutive scale-downs: when the
+    /// first of them was, and the replicas before it.
+    scaling_down_from: Option<(f64, u32)>,
 }
 
 /// What one good tick measured.
@@ -95,6 +98,7 @@ impl Engine {
             last_scale: None,
             last_up: None,
             last_down: None,
+            scaling_down_from: None,
         }
     }
 
@@ -438,9 +442,18 @@ impl Engine {
             let highest = self.peaks.within(t, down).max().unwrap_or(target);
             target = target.max(highest.min(current));
         }
+        // A clear drop is judged against the fleet before the scale-downs
+        // in progress, if they began within the window: a step limit that
+        // cut the first of them short must not leave the fleet waiting out
+        // the window halfway down (a spike's 114 pods stopped at 28 for
+        // 21, since 21 is not half of 28).
+        let fleet = match self.scaling_down_from {
+            Some((at, from)) if t - at < down => current.max(from),
+            _ => current,
+        };
         if self.config.early_scale_down
             && target > bounded
-            && let Some(early) = early_scale_down(&self.peaks, t, down, current)
+            && let Some(early) = early_scale_down(&self.peaks, t, down, fleet)
         {
             target = target.min(early.max(bounded));
         }
@@ -495,6 +508,14 @@ impl Engine {
             std::cmp::Ordering::Greater => Direction::Up,
             std::cmp::Ordering::Less => Direction::Down,
             std::cmp::Ordering::Equal => return,
+        };
+        let continuing = self
+            .last_scale
+            .is_some_and(|(_, last)| last == Direction::Down);
+        self.scaling_down_from = match (direction, self.scaling_down_from) {
+            (Direction::Down, Some(from)) if continuing => Some(from),
+            (Direction::Down, _) => Some((t, current)),
+            (Direction::Up, _) => None,
         };
         self.restore_last_scale(t, direction);
     }

@@ -1295,6 +1295,28 @@ fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
 }
 
 #[test]
+fn a_clear_drop_cut_short_by_the_step_limit_goes_on_down() {
+    // Defaults (scale-down steps of at most 50% every 30 s). Demand 320 on
+    // 40 pods, then 80 from t=600 (a level shift): the recommendation is
+    // ceil(80 x 1.1 / 8) = 11. At t=655 the newest fifth of the window
+    // asks for at most half of 40: down, but only to 20 (50%). 11 is not
+    // half of 20, yet the drop began at 40 within the window: at the next
+    // step period, t=685, down to 11, not at t=895 when the window would
+    // let go of the 40s.
+    let mut f = Fleet::new(Config::default(), 40);
+    let mut downs = Vec::new();
+    for i in 0..=160 {
+        let t = f64::from(i) * 5.0;
+        let before = f.replicas;
+        let d = f.tick(if t < 600.0 { 320.0 } else { 80.0 }, t);
+        if d.replicas < before {
+            downs.push((t, d.replicas));
+        }
+    }
+    assert_eq!(downs, vec![(655.0, 20), (685.0, 11)]);
+}
+
+#[test]
 fn a_scale_down_keeps_the_peaks_of_its_window() {
     // Defaults without the forecast (its trend would hold the fleet here
     // on its own). Demand alternates 80 and 40 every 10 s on 10 pods (ticks

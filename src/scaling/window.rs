@@ -91,7 +91,9 @@ pub const EARLY_DOWN_PARTS: u32 = 5;
 /// window exists to ride out noise, and two patterns are not noise.
 ///
 /// - A clear drop: the newest fifth of the window asked for at most half
-///   the current fleet (a burst that ended, a step down).
+///   of `fleet` (a burst that ended, a step down): the current fleet, or
+///   the one before the scale-downs in progress, so that a drop the step
+///   limits cut short stays a drop.
 /// - A steady decline: each fifth of a full window asked for fewer pods at
 ///   its highest than the fifth before it (a ramp down; noise rarely falls
 ///   five times in a row).
@@ -102,7 +104,7 @@ pub(crate) fn early_scale_down(
     recommendations: &TimedWindow<u32>,
     now: f64,
     window: f64,
-    current: u32,
+    fleet: u32,
 ) -> Option<u32> {
     if !(window.is_finite() && window > 0.0) {
         return None;
@@ -113,7 +115,7 @@ pub(crate) fn early_scale_down(
         recommendations.between(to - part, to).max()
     };
     let newest = highest(0)?;
-    if u64::from(newest) * 2 <= u64::from(current) {
+    if u64::from(newest) * 2 <= u64::from(fleet) {
         return Some(newest);
     }
     let mut newer = newest;
