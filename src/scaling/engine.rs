@@ -47,8 +47,12 @@ pub struct Engine {
     recent_samples: TimedWindow<f64>,
     panic: PanicState,
     recommendations: TimedWindow<u32>,
-    /// Pods for the peak demand of each tick, over the scale-down window.
+    /// Pods for the peak demand of each tick, or its recommendation if
+    /// higher, over the scale-down window.
     peaks: TimedWindow<u32>,
+    /// Pods for the peak demand of each tick alone, over the scale-down
+    /// window: the patterns of early scale-down are read on these.
+    demand_peaks: TimedWindow<u32>,
     /// Ready pods at the previous good tick; when the count last rose, and
     /// good ticks since.
     last_ready: Option<u32>,
@@ -92,6 +96,7 @@ impl Engine {
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
             peaks: TimedWindow::default(),
+            demand_peaks: TimedWindow::default(),
             last_ready: None,
             ready_rose: None,
             failures: 0,
@@ -429,7 +434,11 @@ impl Engine {
     /// highest peak of the scale-down window: the smoothed demand averages
     /// away bursts that come and go faster than a pod starts, and a fleet
     /// sized for the average would miss each of them. Early scale-down (a
-    /// clear drop or a steady decline) reads the peaks too.
+    /// clear drop or a steady decline) reads the demand's peaks alone: while
+    /// the tolerance band holds the recommendation at the current count, a
+    /// decline is already under way in the demand (at the top of a ramp the
+    /// held recommendations made the decline wait a whole window after the
+    /// band let go). It never goes below the recommendation.
     fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> u32 {
         let up = self.config.scale_up.stabilization_window_secs;
         let down = self.config.scale_down.stabilization_window_secs;
@@ -437,6 +446,8 @@ impl Engine {
         self.recommendations.prune(t, up.max(down));
         self.peaks.push(t, peak.max(bounded));
         self.peaks.prune(t, down);
+        self.demand_peaks.push(t, peak);
+        self.demand_peaks.prune(t, down);
         let mut target = stabilize(current, &self.recommendations, t, up, down);
         if down > 0.0 && target < current {
             let highest = self.peaks.within(t, down).max().unwrap_or(target);
@@ -453,7 +464,7 @@ impl Engine {
         };
         if self.config.early_scale_down
             && target > bounded
-            && let Some(early) = early_scale_down(&self.peaks, t, down, fleet)
+            && let Some(early) = early_scale_down(&self.demand_peaks, t, down, fleet)
         {
             target = target.min(early.max(bounded));
         }

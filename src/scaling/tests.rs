@@ -1317,6 +1317,31 @@ fn a_clear_drop_cut_short_by_the_step_limit_goes_on_down() {
 }
 
 #[test]
+fn a_steady_decline_is_read_on_the_demand_not_on_held_recommendations() {
+    // Defaults. Demand 160 on 20 pods (8 per pod) until t=300, then down
+    // by 0.2 per second. The tolerance band holds the recommendation at 20
+    // until demand is under 144 (t=380), but the pods for the demand itself
+    // fall from 20 to 19 at t=340 (152): the steady decline (each fifth of
+    // the 300 s window lower at its highest than the one before) shows at
+    // t=610. Read on the held recommendations it showed at t=685.
+    let mut f = Fleet::new(Config::default(), 20);
+    let mut first_down = None;
+    for i in 0..=240 {
+        let t = f64::from(i) * 5.0;
+        let demand = if t < 300.0 {
+            160.0
+        } else {
+            160.0 - 0.2 * (t - 300.0)
+        };
+        let d = f.tick(demand, t);
+        if d.replicas < 20 && first_down.is_none() {
+            first_down = Some(t);
+        }
+    }
+    assert_eq!(first_down, Some(610.0));
+}
+
+#[test]
 fn a_scale_down_keeps_the_peaks_of_its_window() {
     // Defaults without the forecast (its trend would hold the fleet here
     // on its own). Demand alternates 80 and 40 every 10 s on 10 pods (ticks

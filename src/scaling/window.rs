@@ -88,7 +88,9 @@ pub(crate) fn stabilize(
 pub const EARLY_DOWN_PARTS: u32 = 5;
 
 /// A scale-down that need not wait out the whole scale-down window: the
-/// window exists to ride out noise, and two patterns are not noise.
+/// window exists to ride out noise, and two patterns are not noise. `pods`
+/// holds the pods each tick asked for (the engine passes the pods for each
+/// tick's demand).
 ///
 /// - A clear drop: the newest fifth of the window asked for at most half
 ///   of `fleet` (a burst that ended, a step down): the current fleet, or
@@ -98,10 +100,10 @@ pub const EARLY_DOWN_PARTS: u32 = 5;
 ///   its highest than the fifth before it (a ramp down; noise rarely falls
 ///   five times in a row).
 ///
-/// Either way the fleet may go down to the newest fifth's highest
-/// recommendation (None: wait for the window).
+/// Either way the fleet may go down to the newest fifth's highest (None:
+/// wait for the window).
 pub(crate) fn early_scale_down(
-    recommendations: &TimedWindow<u32>,
+    pods: &TimedWindow<u32>,
     now: f64,
     window: f64,
     fleet: u32,
@@ -112,7 +114,7 @@ pub(crate) fn early_scale_down(
     let part = window / f64::from(EARLY_DOWN_PARTS);
     let highest = |i: u32| {
         let to = now - part * f64::from(i);
-        recommendations.between(to - part, to).max()
+        pods.between(to - part, to).max()
     };
     let newest = highest(0)?;
     if u64::from(newest) * 2 <= u64::from(fleet) {
