@@ -47,12 +47,8 @@ pub struct Engine {
     recent_samples: TimedWindow<f64>,
     panic: PanicState,
     recommendations: TimedWindow<u32>,
-    /// Pods for the peak demand of each tick, or its recommendation if
-    /// higher, over the scale-down window.
+    /// Pods for the peak demand of each tick, over the scale-down window.
     peaks: TimedWindow<u32>,
-    /// Pods for the peak demand of each tick alone, over the scale-down
-    /// window: the patterns of early scale-down are read on these.
-    demand_peaks: TimedWindow<u32>,
     /// Ready pods at the previous good tick; when the count last rose, and
     /// good ticks since.
     last_ready: Option<u32>,
@@ -96,7 +92,6 @@ impl Engine {
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
             peaks: TimedWindow::default(),
-            demand_peaks: TimedWindow::default(),
             last_ready: None,
             ready_rose: None,
             failures: 0,
@@ -434,7 +429,8 @@ impl Engine {
     /// highest peak of the scale-down window: the smoothed demand averages
     /// away bursts that come and go faster than a pod starts, and a fleet
     /// sized for the average would miss each of them. Early scale-down (a
-    /// clear drop or a steady decline) reads the demand's peaks alone: while
+    /// clear drop or a steady decline) reads the peaks, not the
+    /// recommendations: while
     /// the tolerance band holds the recommendation at the current count, a
     /// decline is already under way in the demand (at the top of a ramp the
     /// held recommendations made the decline wait a whole window after the
@@ -444,13 +440,16 @@ impl Engine {
         let down = self.config.scale_down.stabilization_window_secs;
         self.recommendations.push(t, bounded);
         self.recommendations.prune(t, up.max(down));
-        self.peaks.push(t, peak.max(bounded));
+        self.peaks.push(t, peak);
         self.peaks.prune(t, down);
-        self.demand_peaks.push(t, peak);
-        self.demand_peaks.prune(t, down);
         let mut target = stabilize(current, &self.recommendations, t, up, down);
         if down > 0.0 && target < current {
-            let highest = self.peaks.within(t, down).max().unwrap_or(target);
+            let highest = self
+                .peaks
+                .within(t, down)
+                .chain(self.recommendations.within(t, down))
+                .max()
+                .unwrap_or(target);
             target = target.max(highest.min(current));
         }
         // A clear drop is judged against the fleet before the scale-downs
@@ -464,7 +463,7 @@ impl Engine {
         };
         if self.config.early_scale_down
             && target > bounded
-            && let Some(early) = early_scale_down(&self.demand_peaks, t, down, fleet)
+            && let Some(early) = early_scale_down(&self.peaks, t, down, fleet)
         {
             target = target.min(early.max(bounded));
         }
