@@ -221,7 +221,7 @@ impl Engine {
         let half_life = config.smoothing_half_life_secs;
         // A step is taken at once (a burst that ended must not hold the
         // fleet for minutes); noise is averaged over the half-life.
-        let (steady, _) = self.steady.update_or_shift(
+        let steady = self.steady.update_or_shift(
             demand.steady,
             t,
             half_life,
@@ -535,9 +535,9 @@ impl Engine {
 /// actually measured over the last lead (the policy's horizon plus one
 /// tick), as a rate: from the oldest sample within the lead (strictly: a
 /// sample exactly one lead old is out) to the latest, times the lead.
-/// Holt's trend outlives a step (the level jumps, the trend it leaves
-/// decays over minutes): extrapolating it would order pods for growth that
-/// already stopped. On a ramp the measured rate over one lead is what the
+/// Holt's trend outlives a step too small to be taken as a level shift
+/// (the level jumps, the trend it leaves decays over minutes):
+/// extrapolating it would order pods for growth that already stopped. On a ramp the measured rate over one lead is what the
 /// next lead brings, so the cap does not bind.
 fn growth_cap(latest: f64, samples: &TimedWindow<f64>, t: f64, lead: f64) -> f64 {
     let rate = match samples.oldest_within(t, lead) {

@@ -100,7 +100,7 @@ impl Ewma {
 
     /// As [`Ewma::update`], except that a level shift (told by `shifts`,
     /// whose mean deviation has the half-life `shift_half_life`) replaces
-    /// the average at once. Returns the new average and whether it shifted.
+    /// the average at once. Returns the new average.
     pub(crate) fn update_or_shift(
         &mut self,
         value: f64,
@@ -108,17 +108,17 @@ impl Ewma {
         half_life: f64,
         shifts: &mut LevelShift,
         shift_half_life: f64,
-    ) -> (f64, bool) {
+    ) -> f64 {
         match self.state {
-            Some((avg, last)) if at > last && value.is_finite() => {
-                if shifts.check(value - avg, avg, at - last, shift_half_life) {
-                    self.state = Some((value, at));
-                    (value, true)
-                } else {
-                    (self.update(value, at, half_life), false)
-                }
+            Some((avg, last))
+                if at > last
+                    && value.is_finite()
+                    && shifts.check(value - avg, avg, at - last, shift_half_life) =>
+            {
+                self.state = Some((value, at));
+                value
             }
-            _ => (self.update(value, at, half_life), false),
+            _ => self.update(value, at, half_life),
         }
     }
 
@@ -331,9 +331,10 @@ mod tests {
         }
         assert_eq!(
             e.update_or_shift(200.0, 100.0, 30.0, &mut shifts, 60.0),
-            (200.0, true)
+            200.0
         );
-        let (avg, shifted) = e.update_or_shift(210.0, 101.0, 30.0, &mut shifts, 60.0);
-        assert!(!shifted && avg > 200.0 && avg < 201.0, "{avg}");
+        // The next sample, 10 above, is averaged in.
+        let avg = e.update_or_shift(210.0, 101.0, 30.0, &mut shifts, 60.0);
+        assert!(avg > 200.0 && avg < 201.0, "{avg}");
     }
 }

@@ -40,22 +40,23 @@ impl<T: Copy> TimedWindow<T> {
 
     /// The oldest `(time, value)` of the last `span` seconds (see `within`).
     pub(crate) fn oldest_within(&self, now: f64, span: f64) -> Option<(f64, T)> {
-        let cutoff = now - span.max(0.0);
-        self.entries
-            .iter()
-            .find(|&&(at, _)| at > cutoff || at >= now)
-            .copied()
+        self.stamped_within(now, span).next()
     }
 
     /// The values of the last `span` seconds: stamped after `now - span`,
     /// plus those stamped at `now` itself (so a zero span still sees the
     /// newest value).
     pub(crate) fn within(&self, now: f64, span: f64) -> impl Iterator<Item = T> + '_ {
+        self.stamped_within(now, span).map(|(_, value)| value)
+    }
+
+    /// The `(time, value)` entries of `within`, oldest first.
+    fn stamped_within(&self, now: f64, span: f64) -> impl Iterator<Item = (f64, T)> + '_ {
         let cutoff = now - span.max(0.0);
         self.entries
             .iter()
             .filter(move |&&(at, _)| at > cutoff || at >= now)
-            .map(|&(_, value)| value)
+            .copied()
     }
 }
 
