@@ -509,6 +509,31 @@ pub fn matched_rows(result: &WorkloadResult) -> Vec<MatchedRow> {
         .collect()
 }
 
+/// The matched-cost comparison at every setting of each peer's sweep, not
+/// only at its defaults: per peer, one row per swept utilization (in
+/// `SWEEP` order), the peer's pod-seconds and violations at that setting
+/// beside inflight's interpolated at that cost.
+pub fn matched_sweep_rows(result: &WorkloadResult) -> Vec<(&'static str, Vec<MatchedRow>)> {
+    let sweep = result.sweep(Contender::Inflight);
+    Contender::PEERS
+        .iter()
+        .map(|&peer| {
+            let rows = result
+                .sweep(peer)
+                .iter()
+                .map(|p| MatchedRow {
+                    workload: result.workload.name.clone(),
+                    peer: peer.name(),
+                    peer_pod_seconds: p.pod_seconds,
+                    peer_violation_secs: p.violation_secs,
+                    inflight_violation_secs: violations_at_cost(sweep, p.pod_seconds),
+                })
+                .collect();
+            (peer.name(), rows)
+        })
+        .collect()
+}
+
 fn yes_no(ok: bool) -> &'static str {
     if ok { "yes" } else { "**no**" }
 }
@@ -640,6 +665,47 @@ pub fn report(
         ],
         &rows,
     ));
+
+    md.push_str("\n## Every setting of each peer, at matched cost\n\n");
+    md.push_str(
+        "The matched-cost comparison above, at each utilization of the peer's sweep rather than at its \
+         defaults only (HPA and KEDA: a per-pod target of limit x utilization; the KPA: its target \
+         utilization): inflight's SLO-violation seconds interpolated at the peer's pod-seconds, over the \
+         peer's. `n/a`: the peer costs less than inflight's cheapest setting; `0 = 0`: neither has any; `-`: \
+         inflight has violations where the peer has none. The last column counts the settings where \
+         inflight has at most half the peer's (none against none included), of those with a comparable \
+         cost.\n\n",
+    );
+    let mut rows = Vec::new();
+    for r in results {
+        for (peer, points) in matched_sweep_rows(r) {
+            let mut row = vec![r.workload.name.clone(), peer.to_string()];
+            let mut met = 0;
+            let mut compared = 0;
+            for m in &points {
+                if m.inflight_violation_secs == Matched::OutOfRange {
+                    row.push("n/a".into());
+                    continue;
+                }
+                compared += 1;
+                met += usize::from(m.meets_goal());
+                let both_zero =
+                    m.peer_violation_secs == 0.0 && m.inflight_violation_secs == Matched::At(0.0);
+                row.push(if both_zero {
+                    "0 = 0".into()
+                } else {
+                    m.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}"))
+                });
+            }
+            row.push(format!("{met} of {compared}"));
+            rows.push(row);
+        }
+    }
+    let mut headers = vec!["workload".to_string(), "peer".to_string()];
+    headers.extend(SWEEP.iter().map(|u| format!("{u}")));
+    headers.push("<= 0.5".into());
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    md.push_str(&markdown_table(&headers, &rows));
 
     md.push_str("\n## Each workload at the defaults\n");
     for r in results {
@@ -836,6 +902,68 @@ mod tests {
                 .count(),
             15
         );
+        // The same 15 at every setting of the peer: 9 cells and a count.
+        let every = a
+            .split("## Every setting of each peer")
+            .nth(1)
+            .unwrap()
+            .split("## Each workload")
+            .next()
+            .unwrap();
+        let rows: Vec<&str> = every
+            .lines()
+            .filter(|l| {
+                ["| tiny", "| step", "| ramp", "| spike", "| noise"]
+                    .iter()
+                    .any(|w| l.starts_with(w))
+            })
+            .collect();
+        assert_eq!(rows.len(), 15);
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            // Leading and trailing empties, workload, peer, 9 settings, count.
+            assert_eq!(cells.len(), 2 + 2 + SWEEP.len() + 1, "{row}");
+            let count: Vec<usize> = cells[cells.len() - 2]
+                .split(" of ")
+                .map(|n| n.parse().unwrap())
+                .collect();
+            assert!(count.len() == 2 && count[0] <= count[1], "{row}");
+            assert!(count[1] <= SWEEP.len(), "{row}");
+        }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_setting_of_a_peer_is_matched_on_cost() {
+        let inflight = vec![point(100.0, 40.0), point(200.0, 10.0)];
+        let hpa = vec![point(50.0, 90.0), point(150.0, 60.0), point(300.0, 4.0)];
+        let result = WorkloadResult {
+            workload: Workload {
+                name: "w".into(),
+                description: String::new(),
+                arrivals: Vec::new(),
+            },
+            defaults: Vec::new(),
+            sweeps: vec![(Contender::Inflight, inflight), (Contender::Hpa, hpa)],
+        };
+        let rows = matched_sweep_rows(&result);
+        let (peer, hpa) = &rows[0];
+        assert_eq!(*peer, "hpa");
+        // 50 pod-s: cheaper than inflight's cheapest; 150: inflight has 25
+        // there against 60 (met); 300: at most 10 against 4 (not met).
+        let got: Vec<(Matched, bool)> = hpa
+            .iter()
+            .map(|m| (m.inflight_violation_secs, m.meets_goal()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Matched::OutOfRange, false),
+                (Matched::At(25.0), true),
+                (Matched::AtMost(10.0), false),
+            ]
+        );
+        // A peer without a sweep has no rows.
+        assert!(rows[1].1.is_empty());
     }
 }

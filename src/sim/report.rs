@@ -45,17 +45,18 @@ pub fn format_latency(secs: f64) -> String {
 }
 
 /// A Markdown table with columns padded to their widest cell; the first
-/// column, and any whose cells are not all numbers, left-aligned, the others
-/// right-aligned.
+/// column, and any whose cells are not all numbers (or `n/a`), left-aligned,
+/// the others right-aligned.
 pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let numeric = |i: usize| {
         i > 0
             && rows.iter().all(|r| {
                 r.get(i).is_none_or(|c| {
-                    c.trim_start_matches(['<', '=', ' ', '*'])
-                        .chars()
-                        .next()
-                        .is_none_or(|ch| ch.is_ascii_digit() || ch == '-')
+                    c == "n/a"
+                        || c.trim_start_matches(['<', '=', ' ', '*'])
+                            .chars()
+                            .next()
+                            .is_none_or(|ch| ch.is_ascii_digit() || ch == '-')
                 })
             })
     };
@@ -138,6 +139,18 @@ mod tests {
         assert!(lines[3].contains("120"));
         // Every line has the same width (padded columns).
         assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+    }
+
+    #[test]
+    fn numbers_and_missing_values_are_right_aligned_words_left() {
+        let rows = vec![
+            vec!["a".into(), "1.5".into(), "n/a".into(), "yes".into()],
+            vec!["b".into(), "<= 20".into(), "0.25".into(), "**no**".into()],
+        ];
+        let t = markdown_table(&["w", "x", "ratio", "ok"], &rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[1], "| --- | ----: | ----: | ------ |");
+        assert_eq!(lines[2], "| a |   1.5 |   n/a | yes    |");
     }
 
     #[test]
