@@ -319,6 +319,21 @@ impl WorkloadResult {
             .find(|o| o.name == name)
     }
 
+    /// A peer's pod-seconds and violations beside inflight's violations
+    /// interpolated at that cost.
+    fn matched(&self, peer: Contender, pod_seconds: f64, violation_secs: f64) -> MatchedRow {
+        MatchedRow {
+            workload: self.workload.name.clone(),
+            peer: peer.name(),
+            peer_pod_seconds: pod_seconds,
+            peer_violation_secs: violation_secs,
+            inflight_violation_secs: violations_at_cost(
+                self.sweep(Contender::Inflight),
+                pod_seconds,
+            ),
+        }
+    }
+
     fn sweep(&self, contender: Contender) -> &[SweepPoint] {
         self.sweeps
             .iter()
@@ -493,18 +508,11 @@ impl MatchedRow {
 
 /// The matched-cost rows of one workload.
 pub fn matched_rows(result: &WorkloadResult) -> Vec<MatchedRow> {
-    let sweep = result.sweep(Contender::Inflight);
     Contender::PEERS
         .iter()
         .filter_map(|&peer| {
             let o = result.default_outcome(peer.name())?;
-            Some(MatchedRow {
-                workload: result.workload.name.clone(),
-                peer: peer.name(),
-                peer_pod_seconds: o.pod_seconds,
-                peer_violation_secs: o.slo_violation_secs as f64,
-                inflight_violation_secs: violations_at_cost(sweep, o.pod_seconds),
-            })
+            Some(result.matched(peer, o.pod_seconds, o.slo_violation_secs as f64))
         })
         .collect()
 }
@@ -514,20 +522,13 @@ pub fn matched_rows(result: &WorkloadResult) -> Vec<MatchedRow> {
 /// `SWEEP` order), the peer's pod-seconds and violations at that setting
 /// beside inflight's interpolated at that cost.
 pub fn matched_sweep_rows(result: &WorkloadResult) -> Vec<(&'static str, Vec<MatchedRow>)> {
-    let sweep = result.sweep(Contender::Inflight);
     Contender::PEERS
         .iter()
         .map(|&peer| {
             let rows = result
                 .sweep(peer)
                 .iter()
-                .map(|p| MatchedRow {
-                    workload: result.workload.name.clone(),
-                    peer: peer.name(),
-                    peer_pod_seconds: p.pod_seconds,
-                    peer_violation_secs: p.violation_secs,
-                    inflight_violation_secs: violations_at_cost(sweep, p.pod_seconds),
-                })
+                .map(|p| result.matched(peer, p.pod_seconds, p.violation_secs))
                 .collect();
             (peer.name(), rows)
         })
