@@ -23,7 +23,7 @@ use super::compare::{Contender, KPA_DEFAULT_UTILIZATION, Run, Setup, compare, pa
 use super::plot::{PlotError, write_svg};
 use super::profile::{Profile, ProfileError, load_trace_csv};
 use super::report::{markdown_table, outcome_table};
-use super::run::{DEFAULT_SEED, Outcome, SimError, World, arrival_counts, run};
+use super::run::{Arrivals, DEFAULT_SEED, Outcome, SimError, WARM_UP_SECS, World, run};
 
 /// Traces are scaled so that their peak bin needs this many pods at full
 /// utilization.
@@ -106,7 +106,7 @@ pub struct Workload {
     /// Where it comes from and how it is scaled, for the report.
     pub description: String,
     /// Per-second arrivals, one series per seed (the first is plotted).
-    pub arrivals: Vec<Arc<Vec<f64>>>,
+    pub arrivals: Vec<Arc<Arrivals>>,
 }
 
 /// A piecewise-linear rate through `corners` (time, req/s), sampled every
@@ -211,10 +211,10 @@ pub fn workloads(args: &BenchArgs, world: &World) -> Result<Vec<Workload>, Bench
         .collect();
     files.sort();
     let limit = |n: u64| args.limit_secs.map_or(n, |l| l.min(n));
-    let draws = |profile: &Profile, seconds: u64| -> Vec<Arc<Vec<f64>>> {
+    let draws = |profile: &Profile, seconds: u64| -> Vec<Arc<Arrivals>> {
         (0..args.seeds.max(1))
             .map(|k| {
-                Arc::new(arrival_counts(
+                Arc::new(Arrivals::draw(
                     profile,
                     0,
                     limit(seconds),
@@ -556,7 +556,7 @@ pub fn report(
         "Service: {:.0} ms mean service time, {} requests per pod at once, a backlog of {} per ready pod, \
          client timeout {:.0} s; pods Ready {:.0} s after they are requested; Prometheus scrape every {:.0} s; \
          SLO {:.0} ms (a violation second has a request slower than that or a dropped one). \
-         Poisson arrivals; each workload runs with seeds {seed} to {last_seed} and the counts, pod-seconds and reversals below are sums over those runs (p99: the worst run's). Every autoscaler starts from the same warm fleet and keeps at least {} pod.\n\n",
+         Poisson arrivals; each workload runs with seeds {seed} to {last_seed} and the counts, pod-seconds and reversals below are sums over those runs (p99: the worst run's). Every autoscaler starts from the same fleet, runs {} s of the workload's past unmeasured first (a synthetic profile before its start: noise keeps varying; a trace, which has no past, at its first minute's mean rate) and keeps at least {} pod.\n\n",
         world.service.service_time_secs * 1000.0,
         world.service.per_pod_limit,
         world.service.queue_limit(1),
@@ -564,6 +564,7 @@ pub fn report(
         world.startup_secs,
         world.scrape_interval_secs,
         world.slo_latency_secs * 1000.0,
+        WARM_UP_SECS,
         world.min_replicas,
         last_seed = seed.wrapping_add(seeds.max(1) - 1),
     ));
@@ -580,7 +581,11 @@ pub fn report(
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            let a: &[f64] = r.workload.arrivals.first().map_or(&[], |a| a.as_slice());
+            let a: &[f64] = r
+                .workload
+                .arrivals
+                .first()
+                .map_or(&[], |a| a.measured.as_slice());
             let peak = a.iter().fold(0.0_f64, |m, &x| m.max(world.demand_pods(x)));
             vec![
                 r.workload.name.clone(),
@@ -776,7 +781,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<Vec<String>, BenchError> {
     let total = started.elapsed().as_secs_f64();
     let simulated: usize = workloads
         .iter()
-        .flat_map(|w| w.arrivals.iter().map(|a| a.len()))
+        .flat_map(|w| w.arrivals.iter().map(|a| a.measured.len()))
         .sum();
     let seeds = workloads.first().map_or(0, |w| w.arrivals.len());
     let runs = workloads.len() * seeds * (ALL.len() * SWEEP.len() + ALL.len() + 1);

@@ -16,7 +16,7 @@ use super::compare::{Contender, Setup, compare, panels};
 use super::plot::{PlotError, write_svg};
 use super::profile::{Profile, ProfileError};
 use super::report::outcome_table;
-use super::run::{DEFAULT_SEED, Outcome, SimError, World, arrival_counts};
+use super::run::{Arrivals, DEFAULT_SEED, Outcome, SimError, World};
 use super::service::{DEFAULT_PER_POD_LIMIT, DEFAULT_QUEUE_FACTOR, ServiceConfig};
 
 /// Points per plotted series (the maximum over each interval is drawn).
@@ -317,7 +317,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
             "nothing to simulate: the duration is 0".into(),
         ));
     }
-    let arrivals = arrival_counts(&profile, args.start.floor() as u64, seconds, args.seed);
+    let arrivals = Arrivals::draw(&profile, args.start.floor() as u64, seconds, args.seed);
     let contenders = contenders(&args.compare);
 
     let total = seconds * contenders.len() as u64;
@@ -354,6 +354,7 @@ pub fn run(args: SimulateArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let peak = arrivals
+        .measured
         .iter()
         .fold(0.0_f64, |m, &a| m.max(world.demand_pods(a)));
     println!(

@@ -5,7 +5,7 @@ use crate::scaling::Config;
 use super::inflight::{DEFAULT_SYNC_PERIOD_SECS, Inflight, SIM_MAX_REPLICAS, default_policy};
 use super::oracle;
 use super::peers::{Autoscaler, Hpa, HpaConfig, Kpa, KpaConfig, keda};
-use super::run::{Outcome, Series, SimError, World, run, run_schedule};
+use super::run::{Arrivals, Outcome, Series, SimError, World, run, run_schedule};
 
 /// The KPA's own target utilization (`container-concurrency-target-percentage`).
 pub const KPA_DEFAULT_UTILIZATION: f64 = 0.7;
@@ -113,12 +113,13 @@ pub struct Run {
     pub series: Option<Series>,
 }
 
-/// Runs `contenders` (in parallel threads) and the oracle over `arrivals`;
+/// Runs `contenders` (in parallel threads) and the oracle over `arrivals`
+/// (the oracle over the measured seconds only: it needs no warm-up);
 /// the oracle's row comes last and every row gets its cost relative to the
 /// oracle's. `progress` is called with simulated seconds done, summed over
 /// the runs.
 pub fn compare(
-    arrivals: &[f64],
+    arrivals: &Arrivals,
     world: &World,
     setup: &Setup,
     contenders: &[Contender],
@@ -155,13 +156,14 @@ pub fn compare(
         let run = result.map_err(|_| SimError::Invalid("a simulation thread panicked".into()))?;
         runs.push(run?);
     }
+    let measured = &arrivals.measured;
     let schedule = oracle::schedule(
-        arrivals,
+        measured,
         &world.service,
         world.startup_secs,
         world.min_replicas,
     );
-    let (outcome, series) = run_schedule(arrivals, world, "oracle", &schedule, series_points)?;
+    let (outcome, series) = run_schedule(measured, world, "oracle", &schedule, series_points)?;
     runs.push(Run { outcome, series });
     let oracle_cost = schedule.pod_seconds();
     for r in &mut runs {
@@ -181,7 +183,6 @@ pub fn panels(runs: &[Run]) -> Vec<(String, Series)> {
 mod tests {
     use super::*;
     use crate::sim::profile::Profile;
-    use crate::sim::run::arrival_counts;
 
     #[test]
     fn utilization_moves_every_target() {
@@ -202,7 +203,7 @@ mod tests {
             after: 3000.0,
             at_secs: 600.0,
         };
-        let a = arrival_counts(&profile, 0, 1800, 1);
+        let a = Arrivals::draw(&profile, 0, 1800, 1);
         let all = [
             Contender::Inflight,
             Contender::Hpa,

@@ -269,6 +269,17 @@ impl Profile {
         if rate.is_finite() { rate.max(0.0) } else { 0.0 }
     }
 
+    /// Whether the rate at `t_secs` is the profile's own rather than an
+    /// extrapolation: false only before a trace's first point (also within
+    /// a `Sum`); a synthetic profile is defined at negative times too.
+    pub fn is_defined_at(&self, t_secs: f64) -> bool {
+        match self {
+            Profile::Trace { points } => points.first().is_some_and(|&(t, _)| t_secs >= t),
+            Profile::Sum { parts } => parts.iter().all(|p| p.is_defined_at(t_secs)),
+            _ => true,
+        }
+    }
+
     /// How long a `Trace` lasts: its last point's time plus one step (the gap
     /// between the last two points); `None` for other kinds and one-point traces.
     pub fn duration_secs(&self) -> Option<f64> {

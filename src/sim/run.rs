@@ -34,9 +34,9 @@ const LATENCY_BIN_SECS: f64 = 0.001;
 /// Latencies beyond this land in the last bin (the client timeout caps
 /// waits far below it).
 const LATENCY_MAX_SECS: f64 = 120.0;
-/// Every autoscaler runs this long before the measured workload starts, at
-/// the first minute's mean rate, so that it starts warm (windows full,
-/// fleet settled) rather than from empty metrics. Not measured.
+/// Every autoscaler runs this long before the measured workload starts (see
+/// `Arrivals`), so that it starts warm (windows full, fleet settled) rather
+/// than from empty metrics. Not measured.
 pub const WARM_UP_SECS: usize = 600;
 /// Seed of the warm-up's Poisson arrivals (the same for every run).
 const WARM_UP_SEED: u64 = 0x5eed;
@@ -124,16 +124,48 @@ fn initial_rate(arrivals: &[f64]) -> f64 {
     }
 }
 
-/// The warm-up's arrivals for a workload.
-fn warm_up_arrivals(arrivals: &[f64]) -> Vec<f64> {
-    let rate = initial_rate(arrivals);
-    let mut rng = seeded_rng(WARM_UP_SEED);
-    (0..WARM_UP_SECS)
-        .map(|_| poisson_arrivals(rate, 1.0, &mut rng))
-        .collect()
+/// Per-second arrival counts of one run: the warm-up every autoscaler runs
+/// through unmeasured (`WARM_UP_SECS`), then the measured seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arrivals {
+    pub warm_up: Vec<f64>,
+    pub measured: Vec<f64>,
 }
 
-impl World {}
+impl Arrivals {
+    /// `duration_secs` seconds of `profile` from `start_secs`, a seeded
+    /// Poisson draw around the profile's rate each second. The warm-up is
+    /// the profile's own `WARM_UP_SECS` before `start_secs` where it has
+    /// them (a synthetic profile at negative times: noise goes on drawing
+    /// new values, a step or a spike holds its level before it; a trace
+    /// from `start_secs` past the warm-up's length), so that each
+    /// autoscaler starts as it would run on this workload; otherwise (a
+    /// trace from its beginning, which has no history) a steady warm-up, as
+    /// in `steady`.
+    pub fn draw(profile: &Profile, start_secs: u64, duration_secs: u64, seed: u64) -> Self {
+        let measured = arrival_counts(profile, start_secs, duration_secs, seed);
+        let history = start_secs as f64 - WARM_UP_SECS as f64;
+        if !profile.is_defined_at(history) {
+            return Arrivals::steady(measured);
+        }
+        let mut rng = seeded_rng(WARM_UP_SEED);
+        let warm_up = (0..WARM_UP_SECS)
+            .map(|i| poisson_arrivals(profile.rate_at(history + i as f64), 1.0, &mut rng))
+            .collect();
+        Arrivals { warm_up, measured }
+    }
+
+    /// `measured` after a steady warm-up: Poisson arrivals at its first
+    /// minute's mean rate.
+    pub fn steady(measured: Vec<f64>) -> Self {
+        let rate = initial_rate(&measured);
+        let mut rng = seeded_rng(WARM_UP_SEED);
+        let warm_up = (0..WARM_UP_SECS)
+            .map(|_| poisson_arrivals(rate, 1.0, &mut rng))
+            .collect();
+        Arrivals { warm_up, measured }
+    }
+}
 
 /// Per-second arrival counts: a seeded Poisson draw around the profile's
 /// rate for each second of `[start, start + duration)`.
@@ -340,10 +372,10 @@ impl Recorder {
 /// far, every few thousand seconds.
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
-/// Runs `autoscaler` over per-second `arrivals`. With `series_points`, also
-/// returns the series for a plot.
+/// Runs `autoscaler` over `arrivals`' warm-up, then its measured seconds.
+/// With `series_points`, also returns the series for a plot.
 pub fn run(
-    arrivals: &[f64],
+    arrivals: &Arrivals,
     world: &World,
     autoscaler: &mut dyn Autoscaler,
     series_points: Option<usize>,
@@ -351,15 +383,15 @@ pub fn run(
 ) -> Result<(Outcome, Option<Series>), SimError> {
     world.validate()?;
     let mut service = Service::new(world.service.clone())?;
+    let (warm_up, arrivals) = (&arrivals.warm_up, &arrivals.measured);
     let mut fleet = Fleet::new(world.initial_replicas(arrivals), world.startup_secs);
     let mut scraper = Scraper::new(world.scrape_interval_secs);
     let mut recorder = Recorder::new(world.slo_latency_secs);
     let mut series = series_points.map(|p| Series::for_duration(arrivals.len() as u64, p));
-    let warm_up = warm_up_arrivals(arrivals);
     let mut live_concurrency = 0.0;
     for (t, &a) in warm_up.iter().chain(arrivals).enumerate() {
         // The measured second, once the warm-up is over.
-        let measured = t.checked_sub(WARM_UP_SECS);
+        let measured = t.checked_sub(warm_up.len());
         let now = t as f64;
         fleet.advance(now);
         let view = View {
@@ -443,6 +475,23 @@ mod tests {
     use super::*;
     use crate::sim::oracle;
 
+    /// Runs `autoscaler` in the default world over `a` after a steady warm-up.
+    fn run_steady(
+        a: Vec<f64>,
+        autoscaler: &mut dyn Autoscaler,
+        series_points: Option<usize>,
+    ) -> (Outcome, Option<Series>) {
+        let world = World::default();
+        run(
+            &Arrivals::steady(a),
+            &world,
+            autoscaler,
+            series_points,
+            &mut |_| {},
+        )
+        .unwrap()
+    }
+
     /// Holds a fixed replica count.
     struct Fixed(u32);
 
@@ -457,10 +506,9 @@ mod tests {
 
     #[test]
     fn enough_pods_meet_the_slo_and_cost_what_they_are_held() {
-        let world = World::default();
         // 500 req/s needs 5 pods at full utilization; 10 pods serve it easily.
         let a = vec![500.0; 600];
-        let (out, _) = run(&a, &world, &mut Fixed(10), None, &mut |_| {}).unwrap();
+        let (out, _) = run_steady(a, &mut Fixed(10), None);
         assert_eq!(out.slo_violation_secs, 0);
         assert_eq!(out.dropped_requests, 0.0);
         assert_eq!(out.p99_latency_secs, Some(0.1));
@@ -472,9 +520,8 @@ mod tests {
 
     #[test]
     fn too_few_pods_violate_every_second_once_the_queue_builds() {
-        let world = World::default();
         let a = vec![500.0; 300];
-        let (out, _) = run(&a, &world, &mut Fixed(4), None, &mut |_| {}).unwrap();
+        let (out, _) = run_steady(a, &mut Fixed(4), None);
         // 400 req/s of capacity for 500: a queue grows from the first second.
         assert!(out.slo_violation_secs >= 295, "{out:?}");
         assert!(out.dropped_requests > 0.0);
@@ -483,7 +530,6 @@ mod tests {
 
     #[test]
     fn new_pods_serve_only_after_startup() {
-        let world = World::default();
         // 1 pod for 150 req/s until 4 are requested at t=0: ready at t=30.
         let mut a = vec![50.0; 60];
         a.extend(vec![150.0; 120]);
@@ -496,7 +542,7 @@ mod tests {
                 (view.now == (WARM_UP_SECS + 60) as f64).then_some(4)
             }
         }
-        let (out, series) = run(&a, &world, &mut UpAt60, Some(180), &mut |_| {}).unwrap();
+        let (out, series) = run_steady(a, &mut UpAt60, Some(180));
         let s = series.unwrap();
         assert_eq!(s.step_secs, 1);
         assert_eq!(s.ready[89], 1.0);
@@ -568,6 +614,63 @@ mod tests {
         );
         assert_eq!(c.p99_latency_secs, Some(0.3));
         assert_eq!(c.cost_vs_oracle, None);
+    }
+
+    #[test]
+    fn the_warm_up_is_the_profiles_own_history_where_it_has_one() {
+        // Noise goes on drawing new values before t=0: the warm-up varies as
+        // the workload does, rather than holding its first minute's mean.
+        let noise = Profile::Noise {
+            mean: 3000.0,
+            relative: 0.5,
+            seed: 7,
+            bin_secs: 10.0,
+        };
+        let a = Arrivals::draw(&noise, 0, 120, 1);
+        assert_eq!(a.warm_up.len(), WARM_UP_SECS);
+        assert_eq!(a.measured, arrival_counts(&noise, 0, 120, 1));
+        let bin_means: Vec<f64> = a
+            .warm_up
+            .chunks(10)
+            .map(|c| c.iter().sum::<f64>() / 10.0)
+            .collect();
+        let (lo, hi) = bin_means
+            .iter()
+            .fold((f64::MAX, 0.0_f64), |(l, h), &m| (l.min(m), h.max(m)));
+        assert!(lo < 2000.0 && hi > 4000.0, "{lo} {hi}");
+        // Each warm-up bin follows the profile at its negative time.
+        for (i, m) in bin_means.iter().enumerate() {
+            let rate = noise.rate_at(10.0 * i as f64 - WARM_UP_SECS as f64);
+            assert!((m - rate).abs() < 0.05 * rate, "bin {i}: {m} vs {rate}");
+        }
+        // A step holds its level before it starts.
+        let step = Profile::Step {
+            before: 500.0,
+            after: 3000.0,
+            at_secs: 60.0,
+        };
+        let a = Arrivals::draw(&step, 0, 120, 1);
+        let mean = a.warm_up.iter().sum::<f64>() / WARM_UP_SECS as f64;
+        assert!((mean - 500.0).abs() < 5.0, "{mean}");
+    }
+
+    #[test]
+    fn a_trace_warms_up_on_its_first_minute_or_on_its_past() {
+        // 100 req/s for 1000 s, then 900.
+        let trace = Profile::Trace {
+            points: vec![(0.0, 100.0), (1000.0, 900.0), (2000.0, 900.0)],
+        };
+        assert!(!trace.is_defined_at(-1.0) && trace.is_defined_at(0.0));
+        // From its start a trace has no past: a steady warm-up at the first
+        // minute's mean.
+        let a = Arrivals::draw(&trace, 0, 1500, 2);
+        assert_eq!(a, Arrivals::steady(a.measured.clone()));
+        // From t=1100 its past is 500 s at 100 and 100 s at 900.
+        let a = Arrivals::draw(&trace, 1100, 300, 2);
+        let early = a.warm_up[..500].iter().sum::<f64>() / 500.0;
+        let late = a.warm_up[500..].iter().sum::<f64>() / 100.0;
+        assert!((early - 100.0).abs() < 3.0, "{early}");
+        assert!((late - 900.0).abs() < 15.0, "{late}");
     }
 
     #[test]
