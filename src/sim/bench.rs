@@ -29,7 +29,7 @@ use super::run::{Arrivals, DEFAULT_SEED, Outcome, SimError, WARM_UP_SECS, World,
 /// utilization.
 pub const TRACE_PEAK_PODS: f64 = 100.0;
 /// Target utilizations swept for inflight and for each peer.
-pub const SWEEP: [f64; 9] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0];
+pub const SWEEP: [f64; 11] = [0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0];
 /// Goal: at matched cost, at most this fraction of a peer's violation seconds.
 pub const GOAL_MATCHED_RATIO: f64 = 0.5;
 /// Goal: at the defaults, fewer than this fraction of HPA's reversals.
