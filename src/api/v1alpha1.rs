@@ -441,14 +441,15 @@ pub struct ScaleDownRules {
     #[serde(default = "default_scale_down_period")]
     pub period: PositiveDuration,
     /// Scale down before the stabilization window ends on a pattern that is
-    /// not noise in the demand: a clear drop (the newest fifth of the window
-    /// needed at most half the current replicas, or of the replicas before
-    /// the scale-downs in progress: a burst that ended) or a steady decline
-    /// (each fifth of the window needed fewer pods at its highest than the
-    /// fifth before it: a ramp down). The fleet then goes down to the pods
-    /// for the newest fifth's highest demand, never below the
-    /// recommendation. false: every scale-down waits out the whole window,
-    /// as in HPA. Default true.
+    /// not noise in the demand: a collapse (the newest twentieth of the
+    /// window needed at most a fifth of the current replicas, or of the
+    /// replicas before the scale-downs in progress: a spike that ended), a
+    /// clear drop (the newest fifth needed at most half of them: a burst
+    /// that ended) or a steady decline (each fifth of the window needed
+    /// fewer pods at its highest than the fifth before it: a ramp down).
+    /// The fleet then goes down to the pods for the highest demand of the
+    /// part read, never below the recommendation. false: every scale-down
+    /// waits out the whole window, as in HPA. Default true.
     #[serde(default = "default_true")]
     pub early: bool,
 }

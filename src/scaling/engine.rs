@@ -429,7 +429,7 @@ impl Engine {
     /// highest peak of the scale-down window: the smoothed demand averages
     /// away bursts that come and go faster than a pod starts, and a fleet
     /// sized for the average would miss each of them. Early scale-down (a
-    /// clear drop or a steady decline) reads the peaks, not the
+    /// collapse, a clear drop or a steady decline) reads the peaks, not the
     /// recommendations: while
     /// the tolerance band holds the recommendation at the current count, a
     /// decline is already under way in the demand (at the top of a ramp the
@@ -452,11 +452,11 @@ impl Engine {
                 .unwrap_or(target);
             target = target.max(highest.min(current));
         }
-        // A clear drop is judged against the fleet before the scale-downs
-        // in progress, if they began within the window: a step limit that
-        // cut the first of them short must not leave the fleet waiting out
-        // the window halfway down (a spike's 114 pods stopped at 28 for
-        // 21, since 21 is not half of 28).
+        // A collapse or a clear drop is judged against the fleet before the
+        // scale-downs in progress, if they began within the window: a step
+        // limit that cut the first of them short must not leave the fleet
+        // waiting out the window halfway down (a spike's 114 pods stopped
+        // at 28 for 21, since 21 is not half of 28).
         let fleet = match self.scaling_down_from {
             Some((at, from)) if t - at < down => current.max(from),
             _ => current,

@@ -1261,22 +1261,14 @@ fn pods_ready_since_the_last_tick_do_not_empty_a_full_fleets_samples() {
 #[test]
 fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
     // Defaults: 300 s scale-down window, early scale-down on. Demand 80 on
-    // 10 pods, then 16 from t=600 (ticks every 5 s). The fall, 64, is a
+    // 10 pods, then 24 from t=600 (ticks every 5 s). The fall, 56, is a
     // level shift (over 6 x sqrt(80) = 54 on a noiseless signal): the EWMA
-    // takes it at once, and the recommendation is ceil(16 x 1.1 / 8) = 3
+    // takes it at once, and the recommendation is ceil(24 x 1.1 / 8) = 4
     // from t=600. Once the newest fifth of the window, (t - 60, t], holds
     // only those, at t=655, it asks for at most half of 10: down then,
-    // long before the window's t=900.
-    let mut f = Fleet::new(Config::default(), 10);
-    let mut first_down = None;
-    for i in 0..=180 {
-        let t = f64::from(i) * 5.0;
-        let d = f.tick(if t < 600.0 { 80.0 } else { 16.0 }, t);
-        if d.replicas < 10 && first_down.is_none() {
-            first_down = Some((t, d.replicas));
-        }
-    }
-    let (t, replicas) = first_down.expect("scaled down");
+    // long before the window's t=900. (3 pods for 24 are more than a fifth
+    // of 10: no collapse.)
+    let (t, replicas) = first_scale_down_after_a_fall(24.0);
     assert_eq!(t, 655.0, "first scale-down");
     assert!(replicas <= 5, "down to {replicas}");
     // With early off the window holds the last 10 (t=595) for 300 s: down
@@ -1288,10 +1280,34 @@ fn a_clear_drop_scales_down_after_a_fifth_of_the_window() {
     let mut f = Fleet::new(config, 10);
     for i in 0..=178 {
         let t = f64::from(i) * 5.0;
-        let d = f.tick(if t < 600.0 { 80.0 } else { 16.0 }, t);
+        let d = f.tick(if t < 600.0 { 80.0 } else { 24.0 }, t);
         assert_eq!(d.replicas, 10, "t={t}");
     }
-    assert!(f.tick(16.0, 895.0).replicas < 10);
+    assert!(f.tick(24.0, 895.0).replicas < 10);
+}
+
+#[test]
+fn a_collapse_scales_down_after_a_twentieth_of_the_window() {
+    // As above, but the demand falls from 80 to 16: 2 pods' worth, at most
+    // a fifth of 10. Once the newest twentieth of the window, (t - 15, t],
+    // holds only those (the ticks at 600, 605 and 610), at t=610, the fleet
+    // goes down (a spike that ended gives back its pods 10 s after, not 55).
+    let (t, replicas) = first_scale_down_after_a_fall(16.0);
+    assert_eq!(t, 610.0, "first scale-down");
+    assert!(replicas <= 5, "down to {replicas}");
+}
+
+/// Defaults, 10 pods, demand 80 until t=600 and then `low` (ticks every
+/// 5 s until t=900): when the fleet first went down, and to what.
+fn first_scale_down_after_a_fall(low: f64) -> (f64, u32) {
+    let mut f = Fleet::new(Config::default(), 10);
+    (0..=180)
+        .map(|i| f64::from(i) * 5.0)
+        .find_map(|t| {
+            let d = f.tick(if t < 600.0 { 80.0 } else { low }, t);
+            (d.replicas < 10).then_some((t, d.replicas))
+        })
+        .expect("scaled down")
 }
 
 #[test]

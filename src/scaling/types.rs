@@ -35,7 +35,7 @@ pub struct Config {
     pub scale_down: DirectionRules,
     /// No scale-down within this long after a scale-up, and the reverse.
     pub reverse_cooldown_secs: f64,
-    /// Let a clear drop or a steady decline scale down before the
+    /// Let a collapse, a clear drop or a steady decline scale down before the
     /// scale-down window ends (see `window::early_scale_down`).
     pub early_scale_down: bool,
     /// With `min_replicas == 0`: leave zero only when demand exceeds this.

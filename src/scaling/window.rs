@@ -87,22 +87,31 @@ pub(crate) fn stabilize(
 /// The scale-down window is split into this many parts for
 /// [`early_scale_down`].
 pub const EARLY_DOWN_PARTS: u32 = 5;
+/// A collapse (see [`early_scale_down`]) is read over this fraction of the
+/// scale-down window: 15 s of the default 300 s.
+pub const COLLAPSE_PARTS: u32 = 20;
+/// A collapse asks for at most a fleet divided by this.
+pub const COLLAPSE_DIVISOR: u64 = 5;
 
 /// A scale-down that need not wait out the whole scale-down window: the
 /// window exists to ride out noise, and two patterns are not noise. `pods`
 /// holds the pods each tick asked for (the engine passes the pods for each
 /// tick's demand).
 ///
+/// - A collapse: the newest twentieth of the window (15 s of 300 s) asked
+///   for at most a fifth of `fleet` (a spike that ended): the deeper the
+///   fall, the less of it needs watching.
 /// - A clear drop: the newest fifth of the window asked for at most half
-///   of `fleet` (a burst that ended, a step down): the current fleet, or
-///   the one before the scale-downs in progress, so that a drop the step
-///   limits cut short stays a drop.
+///   of `fleet` (a burst that ended, a step down).
+///
+/// `fleet` is the current fleet, or the one before the scale-downs in
+/// progress, so that a drop the step limits cut short stays a drop.
 /// - A steady decline: each fifth of a full window asked for fewer pods at
 ///   its highest than the fifth before it (a ramp down; noise rarely falls
 ///   five times in a row).
 ///
-/// Either way the fleet may go down to the newest fifth's highest (None:
-/// wait for the window).
+/// The fleet may go down to the highest of the part read (None: wait for
+/// the window).
 pub(crate) fn early_scale_down(
     pods: &TimedWindow<u32>,
     now: f64,
@@ -111,6 +120,12 @@ pub(crate) fn early_scale_down(
 ) -> Option<u32> {
     if !(window.is_finite() && window > 0.0) {
         return None;
+    }
+    let collapse = window / f64::from(COLLAPSE_PARTS);
+    if let Some(newest) = pods.between(now - collapse, now).max()
+        && u64::from(newest) * COLLAPSE_DIVISOR <= u64::from(fleet)
+    {
+        return Some(newest);
     }
     let part = window / f64::from(EARLY_DOWN_PARTS);
     let highest = |i: u32| {
@@ -142,6 +157,12 @@ mod tests {
             w.push(at, v);
         }
         w
+    }
+
+    /// A window of `entries` with each value replaced by `f(at, value)`.
+    fn edited(entries: &[(f64, u32)], f: impl Fn(f64, u32) -> u32) -> TimedWindow<u32> {
+        let edited: Vec<(f64, u32)> = entries.iter().map(|&(at, v)| (at, f(at, v))).collect();
+        window(&edited)
     }
 
     #[test]
@@ -189,11 +210,27 @@ mod tests {
         assert_eq!(early_scale_down(&w, 300.0, 300.0, 20), Some(9));
         // 11 is more than half of 20: not a clear drop, and 20, 20, 20, 20
         // then 11 is no steady decline: wait.
-        let entries: Vec<(f64, u32)> = entries
-            .into_iter()
-            .map(|(at, v)| (at, if v == 9 { 11 } else { v }))
-            .collect();
-        assert_eq!(early_scale_down(&window(&entries), 300.0, 300.0, 20), None);
+        let w = edited(&entries, |_, v| if v == 9 { 11 } else { v });
+        assert_eq!(early_scale_down(&w, 300.0, 300.0, 20), None);
+    }
+
+    #[test]
+    fn a_collapse_scales_down_after_a_twentieth_of_the_window() {
+        // 100 pods until t=285, then 20 for the last 15 s (a twentieth of
+        // 300 s): 20 x 5 <= 100, down to 20 at t=300, long before a fifth
+        // of the window has passed.
+        let mut entries: Vec<(f64, u32)> = (0..=57).map(|i| (f64::from(i) * 5.0, 100)).collect();
+        entries.extend([(290.0, 20), (295.0, 20), (300.0, 20)]);
+        let w = window(&entries);
+        assert_eq!(early_scale_down(&w, 300.0, 300.0, 100), Some(20));
+        // 21 is more than a fifth of 100: wait (15 s is no clear drop yet).
+        let w21 = edited(&entries, |_, v| if v == 20 { 21 } else { v });
+        assert_eq!(early_scale_down(&w21, 300.0, 300.0, 100), None);
+        // Judged against the fleet before the scale-downs in progress.
+        assert_eq!(early_scale_down(&w21, 300.0, 300.0, 105), Some(21));
+        // 100 still asked for 10 s ago: the last 15 s are no collapse.
+        let recent = edited(&entries, |at, v| if at == 290.0 { 100 } else { v });
+        assert_eq!(early_scale_down(&recent, 300.0, 300.0, 100), None);
     }
 
     #[test]
@@ -209,11 +246,8 @@ mod tests {
         let w = window(&entries);
         assert_eq!(early_scale_down(&w, 300.0, 300.0, 30), Some(22));
         // One fifth as high as the one before it: no steady decline.
-        let flat: Vec<(f64, u32)> = entries
-            .iter()
-            .map(|&(at, v)| (at, if v == 26 { 28 } else { v }))
-            .collect();
-        assert_eq!(early_scale_down(&window(&flat), 300.0, 300.0, 30), None);
+        let flat = edited(&entries, |_, v| if v == 26 { 28 } else { v });
+        assert_eq!(early_scale_down(&flat, 300.0, 300.0, 30), None);
         // A window not yet full (no recommendation in its oldest fifth).
         let young = window(&entries[12..]);
         assert_eq!(early_scale_down(&young, 300.0, 300.0, 30), None);
