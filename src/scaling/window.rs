@@ -94,24 +94,23 @@ pub const COLLAPSE_PARTS: u32 = 20;
 pub const COLLAPSE_DIVISOR: u64 = 5;
 
 /// A scale-down that need not wait out the whole scale-down window: the
-/// window exists to ride out noise, and two patterns are not noise. `pods`
-/// holds the pods each tick asked for (the engine passes the pods for each
-/// tick's demand).
+/// window exists to ride out noise, and three patterns are not noise.
+/// `pods` holds the pods each tick asked for (the engine passes the pods
+/// for each tick's demand).
 ///
 /// - A collapse: the newest twentieth of the window (15 s of 300 s) asked
 ///   for at most a fifth of `fleet` (a spike that ended): the deeper the
 ///   fall, the less of it needs watching.
 /// - A clear drop: the newest fifth of the window asked for at most half
 ///   of `fleet` (a burst that ended, a step down).
-///
-/// `fleet` is the current fleet, or the one before the scale-downs in
-/// progress, so that a drop the step limits cut short stays a drop.
 /// - A steady decline: each fifth of a full window asked for fewer pods at
 ///   its highest than the fifth before it (a ramp down; noise rarely falls
 ///   five times in a row).
 ///
-/// The fleet may go down to the highest of the part read (None: wait for
-/// the window).
+/// `fleet` is the current fleet, or the one before the scale-downs in
+/// progress, so that a drop the step limits cut short stays a drop. The
+/// fleet may go down to the highest of the part read (None: wait for the
+/// window).
 pub(crate) fn early_scale_down(
     pods: &TimedWindow<u32>,
     now: f64,
