@@ -1089,12 +1089,7 @@ fn a_level_shift_moves_the_smoothers_at_once_and_is_not_extrapolated() {
     // far over 6 x sqrt(80) = 54, is a level shift. The EWMA and Holt's
     // level take it at once, Holt keeps its trend (0): the smoothed demand
     // is 160 from the step on, and the forecast never runs ahead of it.
-    let config = Config {
-        smoothing_half_life_secs: 30.0,
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
-        ..bare()
-    };
-    let mut e = Engine::new(config);
+    let mut e = forecasting_engine();
     for i in 0..=400 {
         let t = f64::from(i);
         let demand = if i < 300 { 80.0 } else { 160.0 };
@@ -1141,6 +1136,14 @@ fn bare_with_smoothing() -> Config {
     }
 }
 
+/// Smoothing (30 s half-life) and a 30 s forecast horizon.
+fn forecasting_engine() -> Engine {
+    Engine::new(Config {
+        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        ..bare_with_smoothing()
+    })
+}
+
 #[test]
 fn the_forecast_does_not_extrapolate_a_step_that_ended() {
     // 80 steady for 300 s, then 120: a jump of 40, under the 6 x sqrt(80)
@@ -1148,12 +1151,7 @@ fn the_forecast_does_not_extrapolate_a_step_that_ended() {
     // the step; the cap holds the forecast to the latest demand plus the
     // growth measured over the last horizon (30 s): once the step is a
     // horizon old, 120.
-    let config = Config {
-        smoothing_half_life_secs: 30.0,
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
-        ..bare()
-    };
-    let mut e = Engine::new(config);
+    let mut e = forecasting_engine();
     let mut during = 0.0_f64;
     for i in 0..=400 {
         let t = f64::from(i);
@@ -1210,12 +1208,7 @@ fn the_forecast_does_not_extrapolate_a_step_one_lead_old() {
     // is out of the growth measured, which is 0 from t=300 on, so the
     // forecast says 120 and no more (Holt's trend alone would still add to
     // it).
-    let config = Config {
-        smoothing_half_life_secs: 30.0,
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
-        ..bare()
-    };
-    let mut e = Engine::new(config);
+    let mut e = forecasting_engine();
     let mut holt_ran_ahead = false;
     for i in 0..=80 {
         let t = f64::from(i) * 5.0;
