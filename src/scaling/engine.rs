@@ -430,11 +430,11 @@ impl Engine {
     /// away bursts that come and go faster than a pod starts, and a fleet
     /// sized for the average would miss each of them. Early scale-down (a
     /// collapse, a clear drop or a steady decline) reads the peaks, not the
-    /// recommendations: while
-    /// the tolerance band holds the recommendation at the current count, a
-    /// decline is already under way in the demand (at the top of a ramp the
-    /// held recommendations made the decline wait a whole window after the
-    /// band let go). It never goes below the recommendation.
+    /// recommendations: while the tolerance band holds the recommendation at
+    /// the current count, a decline is already under way in the demand (at
+    /// the top of a ramp the held recommendations made the decline wait a
+    /// whole window after the band let go). It never goes below the
+    /// recommendation.
     fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> u32 {
         let up = self.config.scale_up.stabilization_window_secs;
         let down = self.config.scale_down.stabilization_window_secs;
@@ -537,8 +537,9 @@ impl Engine {
 /// sample exactly one lead old is out) to the latest, times the lead.
 /// Holt's trend outlives a step too small to be taken as a level shift
 /// (the level jumps, the trend it leaves decays over minutes):
-/// extrapolating it would order pods for growth that already stopped. On a ramp the measured rate over one lead is what the
-/// next lead brings, so the cap does not bind.
+/// extrapolating it would order pods for growth that already stopped. On a
+/// ramp the measured rate over one lead is what the next lead brings, so
+/// the cap does not bind.
 fn growth_cap(latest: f64, samples: &TimedWindow<f64>, t: f64, lead: f64) -> f64 {
     let rate = match samples.oldest_within(t, lead) {
         Some((at, oldest)) if t > at => (latest - oldest) / (t - at),

@@ -908,7 +908,8 @@ mod tests {
                 .count(),
             15
         );
-        // The same 15 at every setting of the peer: 9 cells and a count.
+        // The same 15 at every setting of the peer: a cell per swept setting
+        // and a count.
         let every = a
             .split("## Every setting of each peer")
             .nth(1)
@@ -927,7 +928,7 @@ mod tests {
         assert_eq!(rows.len(), 15);
         for row in rows {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-            // Leading and trailing empties, workload, peer, 9 settings, count.
+            // Leading and trailing empties, workload, peer, the settings, count.
             assert_eq!(cells.len(), 2 + 2 + SWEEP.len() + 1, "{row}");
             let count: Vec<usize> = cells[cells.len() - 2]
                 .split(" of ")

@@ -148,10 +148,7 @@ impl Arrivals {
         if !profile.is_defined_at(history) {
             return Arrivals::steady(measured);
         }
-        let mut rng = seeded_rng(WARM_UP_SEED);
-        let warm_up = (0..WARM_UP_SECS)
-            .map(|i| poisson_arrivals(profile.rate_at(history + i as f64), 1.0, &mut rng))
-            .collect();
+        let warm_up = warm_up_counts(|i| profile.rate_at(history + i as f64));
         Arrivals { warm_up, measured }
     }
 
@@ -159,12 +156,18 @@ impl Arrivals {
     /// minute's mean rate.
     pub fn steady(measured: Vec<f64>) -> Self {
         let rate = initial_rate(&measured);
-        let mut rng = seeded_rng(WARM_UP_SEED);
-        let warm_up = (0..WARM_UP_SECS)
-            .map(|_| poisson_arrivals(rate, 1.0, &mut rng))
-            .collect();
+        let warm_up = warm_up_counts(|_| rate);
         Arrivals { warm_up, measured }
     }
+}
+
+/// `WARM_UP_SECS` Poisson counts (seeded with `WARM_UP_SEED`, the same for
+/// every run) around `rate(second)`.
+fn warm_up_counts(rate: impl Fn(usize) -> f64) -> Vec<f64> {
+    let mut rng = seeded_rng(WARM_UP_SEED);
+    (0..WARM_UP_SECS)
+        .map(|i| poisson_arrivals(rate(i), 1.0, &mut rng))
+        .collect()
 }
 
 /// Per-second arrival counts: a seeded Poisson draw around the profile's
