@@ -87,13 +87,18 @@ async fn sinks_follow_per_pod_and_total_through_a_scale_up_and_down_in_order() -
             .then_some(()))
         })
         .await?;
-        let policy = get_policy(&client, &ns).await?;
-        let status = policy.status.context("status")?;
-        ensure!(
-            condition(&status.conditions, "LimitsSynced") == Some(("True".into(), "Synced".into())),
-            "LimitsSynced: {:?}",
-            status.conditions
-        );
+        // The status is written after the sinks: wait for it.
+        wait_for("LimitsSynced=True", STEP_TIMEOUT, || async {
+            let status = get_policy(&client, &ns).await?.status.context("status")?;
+            ensure!(
+                condition(&status.conditions, "LimitsSynced")
+                    == Some(("True".into(), "Synced".into())),
+                "LimitsSynced: {:?}",
+                status.conditions
+            );
+            Ok(Some(()))
+        })
+        .await?;
 
         let sampler = Sampler::start(client.clone(), ns.clone(), drs.clone());
         sim.set_profile(&json!({"kind": "constant", "rps": 150.0}))
@@ -163,48 +168,57 @@ async fn sinks_follow_per_pod_and_total_through_a_scale_up_and_down_in_order() -
             "the annotation sink on the target"
         );
 
-        // Events with old and new values, and the status per sink.
-        let notes = event_notes(&client, &ns, "LimitsUpdated").await?;
+        // Events with old and new values, and the status per sink. Both
+        // follow the last write they report: wait for them.
         let written_to = format!(
             "written to ConfigMap {CONFIG_MAP} key maxConcurrency, ConfigMap {CONFIG_MAP} key \
              totalConcurrency, DestinationRule {WORKLOAD} {DR_POINTER}, Deployment {WORKLOAD} \
              annotation {ANNOTATION}"
         );
-        ensure!(
-            notes.contains(&format!("perPod 5, total 5 (1 pod); {written_to}"))
-                && notes.iter().any(|n| n.starts_with("perPod 5, total 5 -> "))
-                && notes
-                    .iter()
-                    .any(|n| n.ends_with(&format!(" -> 5 (1 pod); {written_to}"))),
-            "LimitsUpdated notes: {notes:#?}"
-        );
-        let status = get_policy(&client, &ns).await?.status.context("status")?;
-        let limits = status.limits.context("status.limits")?;
-        ensure!(
-            (limits.per_pod, limits.total, limits.pods) == (5, 5, 1),
-            "{limits:?}"
-        );
-        let sinks: Vec<(&str, Option<u32>, &str)> = limits
-            .sinks
-            .iter()
-            .map(|s| (s.sink.as_str(), s.value, s.state.as_str()))
-            .collect();
         let dr_sink = format!("DestinationRule {WORKLOAD} {DR_POINTER}");
         let annotation_sink = format!("Deployment {WORKLOAD} annotation {ANNOTATION}");
-        ensure!(
-            sinks
-                == vec![
-                    ("ConfigMap web-limits key maxConcurrency", Some(5), "Synced"),
-                    (
-                        "ConfigMap web-limits key totalConcurrency",
-                        Some(5),
-                        "Synced"
-                    ),
-                    (dr_sink.as_str(), Some(5), "Synced"),
-                    (annotation_sink.as_str(), Some(5), "Synced"),
-                ],
-            "status.limits.sinks: {sinks:#?}"
-        );
+        wait_for("the LimitsUpdated events", STEP_TIMEOUT, || async {
+            let notes = event_notes(&client, &ns, "LimitsUpdated").await?;
+            ensure!(
+                notes.contains(&format!("perPod 5, total 5 (1 pod); {written_to}"))
+                    && notes.iter().any(|n| n.starts_with("perPod 5, total 5 -> "))
+                    && notes
+                        .iter()
+                        .any(|n| n.ends_with(&format!(" -> 5 (1 pod); {written_to}"))),
+                "LimitsUpdated notes: {notes:#?}"
+            );
+            Ok(Some(()))
+        })
+        .await?;
+        wait_for("status.limits at one pod", STEP_TIMEOUT, || async {
+            let status = get_policy(&client, &ns).await?.status.context("status")?;
+            let limits = status.limits.context("status.limits")?;
+            ensure!(
+                (limits.per_pod, limits.total, limits.pods) == (5, 5, 1),
+                "{limits:?}"
+            );
+            let sinks: Vec<(&str, Option<u32>, &str)> = limits
+                .sinks
+                .iter()
+                .map(|s| (s.sink.as_str(), s.value, s.state.as_str()))
+                .collect();
+            ensure!(
+                sinks
+                    == vec![
+                        ("ConfigMap web-limits key maxConcurrency", Some(5), "Synced"),
+                        (
+                            "ConfigMap web-limits key totalConcurrency",
+                            Some(5),
+                            "Synced"
+                        ),
+                        (dr_sink.as_str(), Some(5), "Synced"),
+                        (annotation_sink.as_str(), Some(5), "Synced"),
+                    ],
+                "status.limits.sinks: {sinks:#?}"
+            );
+            Ok(Some(()))
+        })
+        .await?;
         anyhow::Ok(())
     };
     let result = scenario.await;
@@ -295,10 +309,11 @@ async fn missing_and_forbidden_sinks_warn_and_scaling_goes_on() -> Result<()> {
             Ok((spec_replicas(&client, &ns, WORKLOAD).await? == 3).then_some(()))
         })
         .await?;
-        ensure!(
-            !event_notes(&client, &ns, "ScaledUp").await?.is_empty(),
-            "no ScaledUp event"
-        );
+        // The event follows the patch it reports.
+        wait_for("a ScaledUp event", STEP_TIMEOUT, || async {
+            Ok((!event_notes(&client, &ns, "ScaledUp").await?.is_empty()).then_some(()))
+        })
+        .await?;
 
         // The missing ConfigMap appears: the next ticks write it.
         create_config_map(&client, &ns, "missing-limits", json!({})).await?;
