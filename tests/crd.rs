@@ -10,7 +10,9 @@ use inflight::api::{
     },
 };
 use inflight::scaling::adaptive::AdaptiveConfig;
-use inflight::scaling::{Config, DirectionRules, Fallback, PanicConfig, PredictionConfig};
+use inflight::scaling::{
+    Config, DirectionRules, Fallback, FloorConfig, PanicConfig, PredictionConfig,
+};
 use serde_json::{Value, json};
 
 const CRD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/concurrencypolicy.yaml");
@@ -474,6 +476,10 @@ fn full_policy_is_admitted_and_converts_to_the_engine_config() {
             period_secs: 60.0,
         },
         reverse_cooldown_secs: 120.0,
+        scale_down_floor: Some(FloorConfig {
+            window_secs: 1800.0,
+            quantile: 0.4,
+        }),
         activation_threshold: 0.5,
         max_sample_age_secs: 20.0,
         fallback: Some(Fallback {
@@ -508,7 +514,8 @@ fn minimal_policy_gets_every_default_from_the_schema() {
             "tolerance": 0.1,
             "panic": {"window": "6s", "threshold": 2.0},
             "scaleUp": {"stabilizationWindow": "0s", "maxStep": {"percent": 1000, "pods": 4}, "period": "15s"},
-            "scaleDown": {"stabilizationWindow": "300s", "maxStep": {"percent": 50}, "period": "30s", "early": true},
+            "scaleDown": {"stabilizationWindow": "300s", "maxStep": {"percent": 50}, "period": "30s", "early": true,
+                "floor": {"window": "1h", "percentile": 50}},
             "reverseCooldown": "60s",
         },
         "maxSampleAge": "30s",
@@ -703,6 +710,24 @@ fn out_of_range_values_are_rejected_by_schema_and_conversion() {
             "spec.behavior.scaleDown.maxStep.pods",
         ),
         (
+            "behavior.scaleDown.floor.window",
+            json!("2h"),
+            "floor.window must be at most 1h",
+            "spec.behavior.scaleDown.floor.window",
+        ),
+        (
+            "behavior.scaleDown.floor.percentile",
+            json!(0),
+            ".spec.behavior.scaleDown.floor.percentile",
+            "spec.behavior.scaleDown.floor.percentile",
+        ),
+        (
+            "behavior.scaleDown.floor.percentile",
+            json!(101),
+            ".spec.behavior.scaleDown.floor.percentile",
+            "spec.behavior.scaleDown.floor.percentile",
+        ),
+        (
             "activationThreshold",
             json!(-1),
             ".spec.activationThreshold",
@@ -827,6 +852,10 @@ fn edge_values_are_admitted() {
         ("/spec/prediction/horizon", json!("auto")),
         ("/spec/behavior/scaleUp/maxStep", json!({})),
         ("/spec/queueDrainTime", json!("1.5h")),
+        ("/spec/behavior/scaleDown/floor/window", json!("0s")),
+        ("/spec/behavior/scaleDown/floor/window", json!("59m60s")),
+        ("/spec/behavior/scaleDown/floor/percentile", json!(1)),
+        ("/spec/behavior/scaleDown/floor/percentile", json!(100)),
         ("/spec/fallback", json!({"replicas": 1})),
     ];
     for (field, value) in cases {
@@ -848,6 +877,16 @@ fn edge_values_are_admitted() {
         ),
         (None, None)
     );
+    // A floor window of 0s turns the recurring floor off.
+    let object = with(
+        &minimal,
+        "/spec/behavior/scaleDown/floor",
+        json!({"window": "0s"}),
+    );
+    let config = spec_of(&admit(&object).unwrap())
+        .engine_config(None)
+        .unwrap();
+    assert_eq!(config.scale_down_floor, None);
     // A fallback without afterFailures gets the default of 3.
     let object = with(&minimal, "/spec/fallback", json!({"replicas": 4}));
     assert_eq!(

@@ -4,7 +4,9 @@
 //! can still hold anything, so each value is checked again here and the
 //! error names its field path.
 use crate::scaling::adaptive::AdaptiveConfig;
-use crate::scaling::{self, Config, DirectionRules, PanicConfig, PredictionConfig};
+use crate::scaling::{
+    self, Config, DirectionRules, FloorConfig, MAX_FLOOR_WINDOW_SECS, PanicConfig, PredictionConfig,
+};
 
 use super::v1alpha1::{
     AdaptiveLimits, ConcurrencyPolicySpec, Duration, LimitSink, Limits, MaxStep, PositiveDuration,
@@ -283,6 +285,27 @@ impl ConcurrencyPolicySpec {
         };
         let reverse_cooldown_secs =
             c.duration("spec.behavior.reverseCooldown", &b.reverse_cooldown);
+        let floor = &b.scale_down.floor;
+        let floor_window = c.duration("spec.behavior.scaleDown.floor.window", &floor.window);
+        if floor_window > MAX_FLOOR_WINDOW_SECS {
+            c.fail(
+                "spec.behavior.scaleDown.floor.window",
+                format!(
+                    "{:?} is longer than 1h (the history a restarted controller warms up from)",
+                    floor.window.0
+                ),
+            );
+        }
+        if !(1..=100).contains(&floor.percentile) {
+            c.fail(
+                "spec.behavior.scaleDown.floor.percentile",
+                format!("{} is out of range: must be 1 to 100", floor.percentile),
+            );
+        }
+        let scale_down_floor = (floor_window > 0.0).then(|| FloorConfig {
+            window_secs: floor_window,
+            quantile: f64::from(floor.percentile) / 100.0,
+        });
 
         if let Some(limits) = &self.limits {
             check_limits(&mut c, limits, self.metrics.latency.is_some());
@@ -330,6 +353,7 @@ impl ConcurrencyPolicySpec {
             scale_down,
             reverse_cooldown_secs,
             early_scale_down: b.scale_down.early,
+            scale_down_floor,
             activation_threshold,
             max_sample_age_secs,
             fallback,

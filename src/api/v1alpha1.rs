@@ -452,6 +452,37 @@ pub struct ScaleDownRules {
     /// waits out the whole window, as in HPA. Default true.
     #[serde(default = "default_true")]
     pub early: bool,
+    /// Keep a fleet for the demand's typical level while the demand keeps
+    /// coming back to it: no scale-down below the pods for a percentile of
+    /// the demand over a window, once the demand in that window reached
+    /// that level, fell below 80% of it and reached it again. Bursty demand
+    /// (a lull, then the level again) then finds its pods running instead of
+    /// waiting a start-up; a ramp, a step or a one-off spike never comes
+    /// back after falling away and is not held. Default {window: 1h,
+    /// percentile: 50}; window 0s turns it off.
+    #[serde(default)]
+    #[schemars(extend("default" = {}))]
+    pub floor: ScaleDownFloor,
+}
+
+/// The recurring floor of the scale-down.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.window) || duration(self.window) <= duration('1h')")
+        .message("floor.window must be at most 1h (the history a restarted controller warms up from)")
+        .field_path(".window")
+)]
+pub struct ScaleDownFloor {
+    /// The demand the floor reads, back from now; at most 1h, 0s turns the
+    /// floor off. Default 1h.
+    #[serde(default = "default_floor_window")]
+    pub window: Duration,
+    /// The floor is the pods for this percentile of that demand, 1 to 100
+    /// (50: the median). Default 50.
+    #[serde(default = "default_floor_percentile")]
+    #[schemars(range(min = 1, max = 100))]
+    pub percentile: u32,
 }
 
 /// A limit on the change in one period. With both fields the larger allowed
@@ -851,6 +882,12 @@ fn default_scale_up_step() -> MaxStep {
 fn default_scale_up_period() -> PositiveDuration {
     "15s".into()
 }
+fn default_floor_window() -> Duration {
+    "1h".into()
+}
+fn default_floor_percentile() -> u32 {
+    50
+}
 fn default_scale_down_window() -> Duration {
     "300s".into()
 }
@@ -934,6 +971,16 @@ impl Default for ScaleDownRules {
             max_step: default_scale_down_step(),
             period: default_scale_down_period(),
             early: true,
+            floor: ScaleDownFloor::default(),
+        }
+    }
+}
+
+impl Default for ScaleDownFloor {
+    fn default() -> Self {
+        ScaleDownFloor {
+            window: default_floor_window(),
+            percentile: default_floor_percentile(),
         }
     }
 }

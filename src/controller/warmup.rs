@@ -5,19 +5,26 @@
 use std::time::Duration;
 
 use crate::metrics::{MetricsError, PromClient};
-use crate::scaling::{Config, Observation, ReadError, Reading, Sample};
+use crate::scaling::{Config, MAX_FLOOR_WINDOW_SECS, Observation, ReadError, Reading, Sample};
 
 /// Never look back further than this: an hour covers any sane
-/// stabilization window, and keeps the query cheap.
-const MAX_WARM_UP_SECS: f64 = 3600.0;
+/// stabilization window and the longest floor window a policy may have, and
+/// keeps the query cheap.
+const MAX_WARM_UP_SECS: f64 = MAX_FLOOR_WINDOW_SECS;
 
 /// How far back to warm up: the longest of the scale-down stabilization
-/// window, two smoothing half-lives (the EWMA then holds 75% of its
-/// weight), the panic window and the scale-up window; capped at an hour.
+/// window, the recurring floor's window, two smoothing half-lives (the EWMA
+/// then holds 75% of its weight), the panic window and the scale-up window;
+/// capped at an hour.
 pub fn warm_up_span(config: &Config) -> f64 {
+    let floor = config
+        .scale_down_floor
+        .as_ref()
+        .map_or(0.0, |f| f.window_secs);
     let span = config
         .scale_down
         .stabilization_window_secs
+        .max(floor)
         .max(2.0 * config.smoothing_half_life_secs)
         .max(config.panic.window_secs)
         .max(config.scale_up.stabilization_window_secs);
@@ -126,6 +133,7 @@ pub async fn fetch_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scaling::FloorConfig;
 
     fn s(timestamp: f64, value: f64) -> Sample {
         Sample { value, timestamp }
@@ -134,7 +142,16 @@ mod tests {
     #[test]
     fn span_is_the_longest_window() {
         let mut config = Config::default();
+        // The recurring floor's hour by default.
+        assert_eq!(warm_up_span(&config), 3600.0);
+        config.scale_down_floor = None;
         assert_eq!(warm_up_span(&config), 300.0);
+        config.scale_down_floor = Some(FloorConfig {
+            window_secs: 900.0,
+            quantile: 0.5,
+        });
+        assert_eq!(warm_up_span(&config), 900.0);
+        config.scale_down_floor = None;
         config.scale_down.stabilization_window_secs = 0.0;
         assert_eq!(warm_up_span(&config), 60.0);
         config.smoothing_half_life_secs = 1.0;

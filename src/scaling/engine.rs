@@ -2,6 +2,7 @@
 //! check the readings → demand → smoothing, forecast, panic → recommendation
 //! → stabilization windows → plan (tolerance, cooldown, steps) → bounds.
 use super::demand::{self, Demand, QueueGrowth, QueueTrend, Readings};
+use super::floor::RecurringFloor;
 use super::limits::{bounds, clamp, pods_for};
 use super::panic::{self, PanicState};
 use super::plan::{self, Outcome, PlanInput};
@@ -49,6 +50,8 @@ pub struct Engine {
     recommendations: TimedWindow<u32>,
     /// Pods for the peak demand of each tick, over the scale-down window.
     peaks: TimedWindow<u32>,
+    /// Pods for the peak demand of each tick, over the floor's window.
+    floor: RecurringFloor,
     /// Ready pods at the previous good tick; when the count last rose, and
     /// good ticks since.
     last_ready: Option<u32>,
@@ -92,6 +95,7 @@ impl Engine {
             panic: PanicState::default(),
             recommendations: TimedWindow::default(),
             peaks: TimedWindow::default(),
+            floor: RecurringFloor::default(),
             last_ready: None,
             ready_rose: None,
             failures: 0,
@@ -434,7 +438,9 @@ impl Engine {
     /// the current count, a decline is already under way in the demand (at
     /// the top of a ramp the held recommendations made the decline wait a
     /// whole window after the band let go). It never goes below the
-    /// recommendation.
+    /// recommendation. Last, the recurring floor (see [`RecurringFloor`])
+    /// holds any scale-down, early or not, at the pods for its percentile of
+    /// the peaks while the demand keeps coming back to them.
     fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> u32 {
         let up = self.config.scale_up.stabilization_window_secs;
         let down = self.config.scale_down.stabilization_window_secs;
@@ -466,6 +472,14 @@ impl Engine {
             && let Some(early) = early_scale_down(&self.peaks, t, down, fleet)
         {
             target = target.min(early.max(bounded));
+        }
+        if let Some(f) = &self.config.scale_down_floor {
+            self.floor.push(t, peak, f.window_secs);
+            if target < current
+                && let Some(floor) = self.floor.floor(f.quantile)
+            {
+                target = target.max(floor.min(current));
+            }
         }
         self.hold_down_at_start(current, target, t, down)
     }

@@ -1401,3 +1401,71 @@ fn new_pods_taking_a_backlog_are_not_read_as_demand() {
     let d = tick(&mut e, 56.0, 0.0, 7, 5.0);
     assert_eq!(d.details.demand, Some(56.0));
 }
+
+// --- the recurring floor ----------------------------------------------------
+
+/// The replicas at each 5 s tick of `demand(t)` for `secs`, from 20 pods.
+fn replicas_over(config: Config, secs: u32, demand: impl Fn(f64) -> f64) -> Vec<(f64, u32)> {
+    let mut f = Fleet::new(config, 20);
+    (0..=secs / 5)
+        .map(|i| {
+            let t = f64::from(i) * 5.0;
+            (t, f.tick(demand(t), t).replicas)
+        })
+        .collect()
+}
+
+fn without_floor() -> Config {
+    Config {
+        scale_down_floor: None,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn a_floor_holds_the_fleet_through_the_lulls_of_recurring_demand() {
+    // 300 s at 160 in flight (20 pods at 8), then 200 s at 24 (3 pods),
+    // again and again. The first lull has nothing to go by: the fleet
+    // collapses with it. From the second on, the demand has come back
+    // once: the fleet stays at the median, 20, through each lull.
+    let bursty = |t: f64| if t % 500.0 < 300.0 { 160.0 } else { 24.0 };
+    let lowest_in = |run: &[(f64, u32)], from: f64, to: f64| {
+        run.iter()
+            .filter(|(t, _)| (from..to).contains(t))
+            .map(|&(_, r)| r)
+            .min()
+    };
+    let held = replicas_over(Config::default(), 3000, bursty);
+    assert!(lowest_in(&held, 300.0, 500.0) < Some(10), "{held:?}");
+    for lull in [800.0, 1300.0, 1800.0, 2300.0, 2800.0] {
+        assert_eq!(lowest_in(&held, lull, lull + 200.0), Some(20), "{held:?}");
+    }
+    let followed = replicas_over(without_floor(), 3000, bursty);
+    for lull in [800.0, 1300.0, 2800.0] {
+        assert!(lowest_in(&followed, lull, lull + 200.0) < Some(10));
+    }
+}
+
+#[test]
+fn a_floor_leaves_a_ramp_a_step_and_a_spike_alone() {
+    let ramp = |t: f64| 400.0 - 360.0 * ((t - 600.0) / 1800.0).clamp(0.0, 1.0);
+    let step = |t: f64| if t < 1200.0 { 400.0 } else { 80.0 };
+    let spike = |t: f64| {
+        if (600.0..720.0).contains(&t) {
+            800.0
+        } else {
+            80.0
+        }
+    };
+    for (name, demand) in [
+        ("ramp", &ramp as &dyn Fn(f64) -> f64),
+        ("step", &step),
+        ("spike", &spike),
+    ] {
+        assert_eq!(
+            replicas_over(Config::default(), 3600, demand),
+            replicas_over(without_floor(), 3600, demand),
+            "{name}"
+        );
+    }
+}

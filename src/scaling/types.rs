@@ -38,6 +38,9 @@ pub struct Config {
     /// Let a collapse, a clear drop or a steady decline scale down before the
     /// scale-down window ends (see `window::early_scale_down`).
     pub early_scale_down: bool,
+    /// Hold scale-downs at the pods for a percentile of the demand while it
+    /// recurs (see `floor::RecurringFloor`); None disables it.
+    pub scale_down_floor: Option<FloorConfig>,
     /// With `min_replicas == 0`: leave zero only when demand exceeds this.
     pub activation_threshold: f64,
     /// A sample older than this (relative to `now`) is stale.
@@ -51,6 +54,14 @@ pub struct PanicConfig {
     pub window_secs: f64,
     /// Enter panic when panic-window demand / current capacity >= threshold.
     pub threshold: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloorConfig {
+    /// The demand the floor reads, in seconds back from now.
+    pub window_secs: f64,
+    /// The floor is the pods for this quantile (0, 1] of that demand.
+    pub quantile: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,8 +145,8 @@ pub enum Reason {
     WithinTolerance,
     /// Already at the desired count.
     Steady,
-    /// A scale-down held by the scale-down stabilization window (or a
-    /// scale-up held by the scale-up window).
+    /// A scale-down held by the scale-down stabilization window or the
+    /// recurring floor (or a scale-up held by the scale-up window).
     Stabilizing,
     /// Direction reversal held by `reverse_cooldown`.
     Cooldown,
@@ -221,6 +232,10 @@ impl Default for Config {
             },
             reverse_cooldown_secs: 60.0,
             early_scale_down: true,
+            scale_down_floor: Some(FloorConfig {
+                window_secs: 3600.0,
+                quantile: 0.5,
+            }),
             activation_threshold: 0.0,
             max_sample_age_secs: 30.0,
             fallback: None,
