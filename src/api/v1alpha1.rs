@@ -792,8 +792,8 @@ pub enum ScaleDirection {
 #[serde(rename_all = "camelCase")]
 pub struct DecisionSummary {
     /// Why: ScaleUp, ScaleDown, WithinTolerance, Steady, Stabilizing,
-    /// Cooldown, RateLimited, Panic, MetricsInvalid, Fallback or
-    /// BelowActivation.
+    /// RecurringFloor, Cooldown, RateLimited, Panic, MetricsInvalid,
+    /// Fallback or BelowActivation.
     pub reason: String,
     /// Requests in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -301,7 +301,7 @@ impl Engine {
             pods_for(s.demand.total().max(s.smoothed), per_pod),
             bounds(&self.config),
         );
-        let stabilized = self.stabilized(
+        let (stabilized, held_by_floor) = self.stabilized(
             obs.current_replicas,
             clamp(stable_rec, bounds(&self.config)),
             peak,
@@ -313,6 +313,7 @@ impl Engine {
             current: obs.current_replicas,
             recommended,
             stabilized,
+            held_by_floor,
             in_panic: s.in_panic,
             within_tolerance,
             demand: s.demand.total(),
@@ -441,7 +442,9 @@ impl Engine {
     /// recommendation. Last, the recurring floor (see [`RecurringFloor`])
     /// holds any scale-down, early or not, at the pods for its percentile of
     /// the peaks while the demand keeps coming back to them.
-    fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> u32 {
+    ///
+    /// Returns the target and whether the floor is what held it up.
+    fn stabilized(&mut self, current: u32, bounded: u32, peak: u32, t: f64) -> (u32, bool) {
         let up = self.config.scale_up.stabilization_window_secs;
         let down = self.config.scale_down.stabilization_window_secs;
         self.recommendations.push(t, bounded);
@@ -473,15 +476,19 @@ impl Engine {
         {
             target = target.min(early.max(bounded));
         }
+        let mut floored = None;
         if let Some(f) = &self.config.scale_down_floor {
             self.floor.push(t, peak, f.window_secs);
             if target < current
                 && let Some(floor) = self.floor.floor(f.quantile)
+                && floor.min(current) > target
             {
-                target = target.max(floor.min(current));
+                target = floor.min(current);
+                floored = Some(target);
             }
         }
-        self.hold_down_at_start(current, target, t, down)
+        let held = self.hold_down_at_start(current, target, t, down);
+        (held, floored == Some(held))
     }
 
     /// A fresh engine (no warm-up) has no scale-down history: it counts the

@@ -25,8 +25,12 @@ pub(crate) struct PlanInput<'a> {
     /// Pods the demand asks for, before windows, steps and bounds (in panic:
     /// the larger of the panic and stable recommendations).
     pub recommended: u32,
-    /// The current replicas moved as far as the stabilization windows allow.
+    /// The current replicas moved as far as the stabilization windows and
+    /// the recurring floor allow.
     pub stabilized: u32,
+    /// The recurring floor is what held `stabilized` up (for the reason
+    /// only).
+    pub held_by_floor: bool,
     pub in_panic: bool,
     /// The stable recommendation is the current count because demand is
     /// within the tolerance band (for the reason only).
@@ -112,6 +116,8 @@ fn steady_reason(input: &PlanInput) -> Reason {
         Reason::WithinTolerance
     } else if clamp(input.recommended, bounds(input.config)) == input.current {
         Reason::Steady
+    } else if input.held_by_floor {
+        Reason::RecurringFloor
     } else {
         Reason::Stabilizing
     }

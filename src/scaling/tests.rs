@@ -912,6 +912,7 @@ fn details_carry_the_numbers() {
 fn names_for_status_events_and_metrics() {
     assert_eq!(Reason::WithinTolerance.as_str(), "WithinTolerance");
     assert_eq!(Reason::BelowActivation.to_string(), "BelowActivation");
+    assert_eq!(Reason::RecurringFloor.as_str(), "RecurringFloor");
     assert_eq!(Limit::ScaleDownStep.as_str(), "ScaleDownStep");
     assert_eq!(Direction::Up.as_str(), "Up");
 }
@@ -1406,11 +1407,18 @@ fn new_pods_taking_a_backlog_are_not_read_as_demand() {
 
 /// The replicas at each 5 s tick of `demand(t)` for `secs`, from 20 pods.
 fn replicas_over(config: Config, secs: u32, demand: impl Fn(f64) -> f64) -> Vec<(f64, u32)> {
+    decisions_over(config, secs, demand)
+        .into_iter()
+        .map(|(t, d)| (t, d.replicas))
+        .collect()
+}
+
+fn decisions_over(config: Config, secs: u32, demand: impl Fn(f64) -> f64) -> Vec<(f64, Decision)> {
     let mut f = Fleet::new(config, 20);
     (0..=secs / 5)
         .map(|i| {
             let t = f64::from(i) * 5.0;
-            (t, f.tick(demand(t), t).replicas)
+            (t, f.tick(demand(t), t))
         })
         .collect()
 }
@@ -1444,6 +1452,19 @@ fn a_floor_holds_the_fleet_through_the_lulls_of_recurring_demand() {
     for lull in [800.0, 1300.0, 2800.0] {
         assert!(lowest_in(&followed, lull, lull + 200.0) < Some(10));
     }
+    // Status says why: once the window lets go, the floor is what holds.
+    let reasons: Vec<Reason> = decisions_over(Config::default(), 3000, bursty)
+        .into_iter()
+        .filter(|(t, _)| (2900.0..3000.0).contains(t))
+        .map(|(_, d)| d.reason)
+        .collect();
+    assert!(reasons.contains(&Reason::RecurringFloor), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| matches!(r, Reason::RecurringFloor | Reason::Stabilizing)),
+        "{reasons:?}"
+    );
 }
 
 #[test]

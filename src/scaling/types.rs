@@ -145,9 +145,12 @@ pub enum Reason {
     WithinTolerance,
     /// Already at the desired count.
     Steady,
-    /// A scale-down held by the scale-down stabilization window or the
-    /// recurring floor (or a scale-up held by the scale-up window).
+    /// A scale-down held by the scale-down stabilization window (or a
+    /// scale-up held by the scale-up window).
     Stabilizing,
+    /// A scale-down held by the recurring floor: the demand of the floor's
+    /// window keeps coming back to the replicas it holds.
+    RecurringFloor,
     /// Direction reversal held by `reverse_cooldown`.
     Cooldown,
     /// A step limit's period has not elapsed since the last scale.
@@ -269,6 +272,7 @@ impl Reason {
             Reason::WithinTolerance => "WithinTolerance",
             Reason::Steady => "Steady",
             Reason::Stabilizing => "Stabilizing",
+            Reason::RecurringFloor => "RecurringFloor",
             Reason::Cooldown => "Cooldown",
             Reason::RateLimited => "RateLimited",
             Reason::Panic => "Panic",
