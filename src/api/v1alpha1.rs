@@ -458,7 +458,8 @@ pub struct ScaleDownRules {
     /// that level, fell below 80% of it and reached it again. Bursty demand
     /// (a lull, then the level again) then finds its pods running instead of
     /// waiting a start-up; a ramp, a step or a one-off spike never comes
-    /// back after falling away and is not held. Default {window: 1h,
+    /// back after falling away and is not held. A policy with minReplicas
+    /// 0 still goes to zero once no demand arrives. Default {window: 1h,
     /// percentile: 50}; window 0s turns it off.
     #[serde(default)]
     #[schemars(extend("default" = {}))]

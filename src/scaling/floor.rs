@@ -9,6 +9,8 @@
 //! window, but only while that demand recurs: it reached the floor, fell
 //! below [`DIP_FRACTION`] of it, and reached it again. A trend, a step or a
 //! one-off spike never comes back up after falling away, so it is not held.
+//! (The engine skips the floor when a policy that may scale to zero sees no
+//! demand: that policy chose zero over pods kept for the next burst.)
 use std::collections::{BTreeMap, VecDeque};
 
 /// The window is read in this many buckets (each with its lowest and

@@ -1468,6 +1468,37 @@ fn a_floor_holds_the_fleet_through_the_lulls_of_recurring_demand() {
 }
 
 #[test]
+fn a_floor_never_keeps_a_policy_that_may_scale_to_zero_from_zero() {
+    // Bursts of 40 in flight (5 pods) for 60 s of every 100 s, then idle
+    // for good from t=1200. The hour's median is 5 pods and the demand
+    // kept coming back to it, but a policy that may scale to zero goes to
+    // zero a scale-down window (60 s) after the demand stops, as without a
+    // floor (with the floor holding, it would wait until t=1435).
+    let config = Config {
+        scale_down_floor: Some(FloorConfig {
+            window_secs: 3600.0,
+            quantile: 0.5,
+        }),
+        ..to_zero()
+    };
+    let bursty = |t: f64| {
+        if t < 1200.0 && t % 100.0 < 60.0 {
+            40.0
+        } else {
+            0.0
+        }
+    };
+    let mut f = Fleet::new(config, 5);
+    let zero_at = (0..=300)
+        .map(|i| f64::from(i) * 5.0)
+        .find(|&t| f.tick(bursty(t), t).replicas == 0 && t >= 1200.0);
+    assert!(
+        zero_at.is_some_and(|t| t <= 1200.0 + 60.0 + 10.0),
+        "{zero_at:?}"
+    );
+}
+
+#[test]
 fn a_floor_leaves_a_ramp_a_step_and_a_spike_alone() {
     let ramp = |t: f64| 400.0 - 360.0 * ((t - 600.0) / 1800.0).clamp(0.0, 1.0);
     let step = |t: f64| if t < 1200.0 { 400.0 } else { 80.0 };
