@@ -547,6 +547,19 @@ pub fn report(
     seed: u64,
     seeds: u64,
 ) -> String {
+    [
+        intro_section(world, base, seed, seeds),
+        workloads_section(results, world),
+        matched_section(results),
+        goals_section(results),
+        every_setting_section(results),
+        each_workload_section(results),
+    ]
+    .concat()
+}
+
+/// The title, the service model and the defaults.
+fn intro_section(world: &World, base: &Setup, seed: u64, seeds: u64) -> String {
     let mut md = String::new();
     md.push_str("# inflight benchmark\n\n");
     md.push_str(
@@ -577,6 +590,12 @@ pub fn report(
         base.per_pod_target(),
         SWEEP.map(|u| format!("{u}")).join(", "),
     ));
+    md
+}
+
+/// Each workload: what it is, how long, its peak.
+fn workloads_section(results: &[WorkloadResult], world: &World) -> String {
+    let mut md = String::new();
     md.push_str("## Workloads\n\n");
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -599,7 +618,12 @@ pub fn report(
         &["workload", "what", "seconds", "peak pods"],
         &rows,
     ));
+    md
+}
 
+/// Each peer at its defaults against inflight at the same cost.
+fn matched_section(results: &[WorkloadResult]) -> String {
+    let mut md = String::new();
     md.push_str("\n## At matched cost\n\n");
     md.push_str(
         "Each peer at its defaults, beside inflight's SLO-violation seconds interpolated at the peer's \
@@ -638,7 +662,12 @@ pub fn report(
         ],
         &rows,
     ));
+    md
+}
 
+/// The reversal, cost and matched-cost goals at the defaults.
+fn goals_section(results: &[WorkloadResult]) -> String {
+    let mut md = String::new();
     md.push_str("\n## Goals at the defaults\n\n");
     let mut rows = Vec::new();
     for r in results {
@@ -671,7 +700,12 @@ pub fn report(
         ],
         &rows,
     ));
+    md
+}
 
+/// The matched-cost comparison at every setting of each peer's sweep.
+fn every_setting_section(results: &[WorkloadResult]) -> String {
+    let mut md = String::new();
     md.push_str("\n## Every setting of each peer, at matched cost\n\n");
     md.push_str(
         "The matched-cost comparison above, at each utilization of the peer's sweep rather than at its \
@@ -712,7 +746,12 @@ pub fn report(
     headers.push("<= 0.5".into());
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     md.push_str(&markdown_table(&headers, &rows));
+    md
+}
 
+/// Each workload's outcomes at the defaults, its plot and its sweep.
+fn each_workload_section(results: &[WorkloadResult]) -> String {
+    let mut md = String::new();
     md.push_str("\n## Each workload at the defaults\n");
     for r in results {
         md.push_str(&format!(
