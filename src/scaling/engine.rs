@@ -476,11 +476,12 @@ impl Engine {
         {
             target = target.min(early.max(bounded));
         }
-        // A policy that may scale to zero and sees no demand at all goes
-        // to zero: it chose that over pods kept for the next burst.
         let mut floored = None;
         if let Some(f) = &self.config.scale_down_floor {
             self.floor.push(t, peak, f.window_secs);
+            // A recommendation of 0 (a policy that may scale to zero, and
+            // no demand at all) is never held: that policy chose zero over
+            // pods kept for the next burst.
             if target < current
                 && bounded > 0
                 && let Some(floor) = self.floor.floor(f.quantile)

@@ -177,6 +177,18 @@ mod tests {
     }
 
     #[test]
+    fn demand_that_stops_is_let_go_within_half_the_window() {
+        // The bursty hour above, then 1 pod: once half the window holds the
+        // quiet (30 minutes), its median is 1 pod, which nothing came back
+        // to.
+        let bursty = [20, 4, 22, 18, 2, 25, 20, 6, 19, 21, 3, 24];
+        let mut levels = bursty.to_vec();
+        levels.extend([1; 6]);
+        assert_eq!(fed(&levels, 300.0).floor(0.5), None);
+        assert_eq!(fed(&bursty, 300.0).floor(0.5), Some(19));
+    }
+
+    #[test]
     fn old_samples_leave_the_window() {
         // Bursty for an hour, then two hours at 3 pods: nothing recurs.
         let mut levels = vec![20, 4, 22, 18, 2, 25, 20, 6, 19, 21, 3, 24];

@@ -8,8 +8,8 @@
 //! saturation floor when every pod is full) → EWMA smoothing, Holt
 //! forecast (both take a level shift at once), panic window →
 //! recommendation (tolerance on the usage ratio)
-//! → stabilization windows and the recurring floor → smallest scale-down, reverse cooldown, step
-//! limits → min/max bounds.
+//! → stabilization windows and the recurring floor → smallest scale-down,
+//! reverse cooldown, step limits → min/max bounds.
 pub mod adaptive;
 mod demand;
 mod engine;
@@ -28,7 +28,7 @@ mod tests;
 
 pub use demand::ASSUMED_SERVICE_TIME_SECS;
 pub use engine::{Engine, HYSTERESIS_MAX_FILL};
-pub use floor::{DIP_FRACTION, MAX_FLOOR_WINDOW_SECS};
+pub use floor::MAX_FLOOR_WINDOW_SECS;
 pub use limits::CEIL_RELATIVE_EPSILON;
 pub use panic::panic_exit_secs;
 pub use plan::MIN_SCALE_DOWN_FRACTION;

@@ -1443,7 +1443,8 @@ fn a_floor_holds_the_fleet_through_the_lulls_of_recurring_demand() {
             .map(|&(_, r)| r)
             .min()
     };
-    let held = replicas_over(Config::default(), 3000, bursty);
+    let decisions = decisions_over(Config::default(), 3000, bursty);
+    let held: Vec<(f64, u32)> = decisions.iter().map(|(t, d)| (*t, d.replicas)).collect();
     assert!(lowest_in(&held, 300.0, 500.0) < Some(10), "{held:?}");
     for lull in [800.0, 1300.0, 1800.0, 2300.0, 2800.0] {
         assert_eq!(lowest_in(&held, lull, lull + 200.0), Some(20), "{held:?}");
@@ -1453,8 +1454,8 @@ fn a_floor_holds_the_fleet_through_the_lulls_of_recurring_demand() {
         assert!(lowest_in(&followed, lull, lull + 200.0) < Some(10));
     }
     // Status says why: once the window lets go, the floor is what holds.
-    let reasons: Vec<Reason> = decisions_over(Config::default(), 3000, bursty)
-        .into_iter()
+    let reasons: Vec<Reason> = decisions
+        .iter()
         .filter(|(t, _)| (2900.0..3000.0).contains(t))
         .map(|(_, d)| d.reason)
         .collect();
