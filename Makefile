@@ -15,7 +15,7 @@ help:
 	@echo "make test       unit, property, chart and end-to-end tests (builds the bed on first use)"
 	@echo "make demo-sim   run the simulator on a shipped trace (no cluster)"
 	@echo "make bench      benchmark inflight against HPA, KEDA and Knative's KPA"
-	@echo "make lint       cargo fmt --check and clippy"
+	@echo "make lint       cargo fmt --check, clippy and cargo doc (warnings fail)"
 	@echo "make crd        regenerate crds/ and the chart's CRD from the Rust types"
 	@echo "make cluster-up / cluster-down   keep the bed up for debugging"
 
@@ -34,6 +34,7 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --quiet
 
 fmt:
 	$(CARGO) fmt --all

@@ -226,7 +226,7 @@ pub struct Metrics {
     pub queue_depth: Option<MetricQuery>,
     /// Requests arriving per second, counted where they arrive, before any
     /// queue and including those the service rejects or drops, e.g.
-    /// sum(rate(nginx_ingress_controller_requests{...}[15s])). Optional;
+    /// `sum(rate(nginx_ingress_controller_requests{...}[15s]))`. Optional;
     /// needs target.serviceTime. Once every pod is full, in-flight stops
     /// measuring demand (it is capped by the pods' capacity); with this
     /// metric demand is then arrival rate x serviceTime, so one scale-up
@@ -236,8 +236,8 @@ pub struct Metrics {
     pub arrival_rate: Option<MetricQuery>,
     /// The service's latency in seconds, for limits.adaptive. Prefer the mean
     /// over a short window, which is steadier than a quantile, e.g.
-    /// sum(rate(http_request_duration_seconds_sum{...}[30s])) /
-    /// sum(rate(http_request_duration_seconds_count{...}[30s])). A query
+    /// `sum(rate(http_request_duration_seconds_sum{...}[30s])) /
+    /// sum(rate(http_request_duration_seconds_count{...}[30s]))`. A query
     /// without data (no requests) holds the adaptive limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<MetricQuery>,
@@ -267,7 +267,7 @@ pub struct MetricQuery {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
-    /// Base URL, e.g. http://prometheus.monitoring:9090. Defaults to the
+    /// Base URL, e.g. `http://prometheus.monitoring:9090`. Defaults to the
     /// operator's --prometheus-url.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://"))]

@@ -3,14 +3,14 @@
 //! The per-pod limit is fixed (`perPod`) or adaptive (a gradient controller
 //! on `metrics.latency`, [`crate::scaling::adaptive`], stepped once per full
 //! tick). Without `target.concurrencyPerPod` the engine plans pods for it
-//! ([`follow_limit`]). Each sink gets PerPod or Total = perPod x pods, where
+//! (`follow_limit`). Each sink gets PerPod or Total = perPod x pods, where
 //! the pods are the Ready ones, at most the target's replicas, so the
 //! order of writes follows the order of capacity:
 //!
 //! - scale-up: the new replicas count only once their pods are Ready, so a
 //!   Total rises after the capacity exists (the ticks after the scale, and
-//!   [`follow_ready`] on the target's updates in between);
-//! - scale-down: [`before_scale`] lowers the Total to the new replicas
+//!   `follow_ready` on the target's updates in between);
+//! - scale-down: `before_scale` lowers the Total to the new replicas
 //!   *before* `/scale` is patched, so no proxy sends the removed pods'
 //!   share to the pods that stay.
 //!
