@@ -461,7 +461,10 @@ fn full_policy_is_admitted_and_converts_to_the_engine_config() {
             window_secs: 10.0,
             threshold: 2.5,
         },
-        prediction: Some(PredictionConfig { horizon_secs: 90.0 }),
+        prediction: Some(PredictionConfig {
+            horizon_secs: 90.0,
+            season_secs: Some(43_200.0),
+        }),
         tolerance: 0.05,
         scale_up: DirectionRules {
             stabilization_window_secs: 5.0,
@@ -508,7 +511,7 @@ fn minimal_policy_gets_every_default_from_the_schema() {
         "queueDrainTime": "30s",
         "target": {"concurrencyPerPod": 10, "utilization": 0.8},
         "smoothing": {"halfLife": "30s"},
-        "prediction": {"enabled": true, "horizon": "auto"},
+        "prediction": {"enabled": true, "horizon": "auto", "season": "24h"},
         "activationThreshold": 0.0,
         "behavior": {
             "tolerance": 0.1,
@@ -716,6 +719,18 @@ fn out_of_range_values_are_rejected_by_schema_and_conversion() {
             "spec.behavior.scaleDown.floor.window",
         ),
         (
+            "prediction.season",
+            json!("30m"),
+            "prediction.season must be 0s (off) or from 1h to 168h",
+            "spec.prediction.season",
+        ),
+        (
+            "prediction.season",
+            json!("168h1s"),
+            "prediction.season must be 0s (off) or from 1h to 168h",
+            "spec.prediction.season",
+        ),
+        (
             "behavior.scaleDown.floor.percentile",
             json!(0),
             ".spec.behavior.scaleDown.floor.percentile",
@@ -852,6 +867,9 @@ fn edge_values_are_admitted() {
         ("/spec/prediction/horizon", json!("auto")),
         ("/spec/behavior/scaleUp/maxStep", json!({})),
         ("/spec/queueDrainTime", json!("1.5h")),
+        ("/spec/prediction/season", json!("0s")),
+        ("/spec/prediction/season", json!("1h")),
+        ("/spec/prediction/season", json!("168h")),
         ("/spec/behavior/scaleDown/floor/window", json!("0s")),
         ("/spec/behavior/scaleDown/floor/window", json!("59m60s")),
         ("/spec/behavior/scaleDown/floor/percentile", json!(1)),
@@ -887,6 +905,13 @@ fn edge_values_are_admitted() {
         .engine_config(None)
         .unwrap();
     assert_eq!(config.scale_down_floor, None);
+    // A season of 0s turns the seasonal forecast off, not the forecast.
+    let object = with(&minimal, "/spec/prediction/season", json!("0s"));
+    let config = spec_of(&admit(&object).unwrap())
+        .engine_config(None)
+        .unwrap();
+    let prediction = config.prediction.expect("the forecast is still on");
+    assert_eq!(prediction.season_secs, None);
     // A fallback without afterFailures gets the default of 3.
     let object = with(&minimal, "/spec/fallback", json!({"replicas": 4}));
     assert_eq!(

@@ -5,7 +5,8 @@
 //! error names its field path.
 use crate::scaling::adaptive::AdaptiveConfig;
 use crate::scaling::{
-    self, Config, DirectionRules, FloorConfig, MAX_FLOOR_WINDOW_SECS, PanicConfig, PredictionConfig,
+    self, Config, DirectionRules, FloorConfig, MAX_FLOOR_WINDOW_SECS, MAX_SEASON_SECS,
+    MIN_SEASON_SECS, PanicConfig, PredictionConfig,
 };
 
 use super::v1alpha1::{
@@ -234,8 +235,19 @@ impl ConcurrencyPolicySpec {
             c.positive_duration("spec.smoothing.halfLife", &self.smoothing.half_life);
 
         let horizon = c.keep(self.prediction.horizon.seconds("spec.prediction.horizon"));
+        let season = c.duration("spec.prediction.season", &self.prediction.season);
+        if season != 0.0 && !(MIN_SEASON_SECS..=MAX_SEASON_SECS).contains(&season) {
+            c.fail(
+                "spec.prediction.season",
+                format!(
+                    "{:?} is out of range: must be 0s (off) or from 1h to 168h",
+                    self.prediction.season.0
+                ),
+            );
+        }
         let prediction = self.prediction.enabled.then(|| PredictionConfig {
             horizon_secs: horizon.unwrap_or_else(|| learned_or_default(learned_lead_time_secs)),
+            season_secs: (season > 0.0).then_some(season),
         });
 
         let activation_threshold = c.number(

@@ -342,8 +342,13 @@ pub struct Smoothing {
 }
 
 /// Forecasting of demand.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.season) || duration(self.season) == duration('0s') || (duration(self.season) >= duration('1h') && duration(self.season) <= duration('168h'))")
+        .message("prediction.season must be 0s (off) or from 1h to 168h")
+        .field_path(".season")
+)]
 pub struct Prediction {
     /// Forecast demand and scale up ahead of it. Default true.
     #[serde(default = "default_true")]
@@ -353,6 +358,15 @@ pub struct Prediction {
     /// duration such as 45s. Default auto.
     #[serde(default)]
     pub horizon: Horizon,
+    /// The seasonal forecast: where demand rose one season ago (by 20% or
+    /// more from one minute to the next), scale up a horizon before the
+    /// same time now, once such forecasts have come true (at least 60% of
+    /// the recent ones). For traffic that repeats daily: the morning rise
+    /// finds its pods Ready. It learns from what this controller has
+    /// observed: a restarted controller starts a new season. From 1h to
+    /// 168h; 0s turns it off. Default 24h.
+    #[serde(default = "default_season")]
+    pub season: Duration,
 }
 
 /// How fast and how eagerly to follow demand.
@@ -883,6 +897,9 @@ fn default_scale_up_step() -> MaxStep {
 fn default_scale_up_period() -> PositiveDuration {
     "15s".into()
 }
+fn default_season() -> Duration {
+    "24h".into()
+}
 fn default_floor_window() -> Duration {
     "1h".into()
 }
@@ -930,6 +947,7 @@ impl Default for Prediction {
         Prediction {
             enabled: default_true(),
             horizon: Horizon::default(),
+            season: default_season(),
         }
     }
 }

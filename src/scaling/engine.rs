@@ -6,6 +6,7 @@ use super::floor::RecurringFloor;
 use super::limits::{bounds, clamp, pods_for};
 use super::panic::{self, PanicState};
 use super::plan::{self, Outcome, PlanInput};
+use super::seasonal::Seasonal;
 use super::smoothing::{
     Ewma, HOLT_LEVEL_HALF_LIFE_FRACTION, HOLT_TREND_HALF_LIFE_FACTOR, Holt, LevelShift,
 };
@@ -39,6 +40,8 @@ pub struct Engine {
     /// Level shifts of the steady demand, taken by `steady` at once.
     steady_shifts: LevelShift,
     holt: Holt,
+    /// Demand over the last season, for the seasonal forecast.
+    seasonal: Seasonal,
     /// Steady demand over the forecast horizon: the growth the forecast
     /// may extrapolate.
     horizon_samples: TimedWindow<f64>,
@@ -89,6 +92,7 @@ impl Engine {
             steady: Ewma::default(),
             steady_shifts: LevelShift::default(),
             holt: Holt::default(),
+            seasonal: Seasonal::default(),
             horizon_samples: TimedWindow::default(),
             panic_samples: TimedWindow::default(),
             recent_samples: TimedWindow::default(),
@@ -244,11 +248,21 @@ impl Engine {
             // next tick's are one tick later. Demand that arrives in between
             // is met only by this tick's pods: look that far ahead.
             let lead = p.horizon_secs + self.tick_interval.min(p.horizon_secs);
-            let holt = self.holt.forecast(lead)?;
-            self.horizon_samples.push(t, demand.steady);
-            self.horizon_samples.prune(t, lead);
-            let grown = growth_cap(demand.steady, &self.horizon_samples, t, lead);
-            Some(holt.min(grown) + demand.drain)
+            // The season is recorded at every tick, Holt warm or not.
+            let seasonal = p
+                .season_secs
+                .and_then(|season| self.seasonal.step(t, demand.steady, lead, season));
+            let trend = self.holt.forecast(lead).map(|holt| {
+                self.horizon_samples.push(t, demand.steady);
+                self.horizon_samples.prune(t, lead);
+                holt.min(growth_cap(demand.steady, &self.horizon_samples, t, lead))
+            });
+            // Either forecast only raises the demand; the larger wins.
+            let forecast = match (trend, seasonal) {
+                (Some(a), Some(b)) => a.max(b),
+                (a, b) => a.or(b)?,
+            };
+            Some(forecast + demand.drain)
         });
         let window = config.panic.window_secs;
         self.panic_samples.push(t, demand.burst());

@@ -257,7 +257,10 @@ fn panic_with_no_ready_pods_counts_one_pod_of_capacity() {
 fn ramp_fleets() -> (Fleet, Fleet) {
     let with = Config {
         smoothing_half_life_secs: 30.0,
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        prediction: Some(PredictionConfig {
+            horizon_secs: 30.0,
+            season_secs: Some(86_400.0),
+        }),
         ..bare()
     };
     let without = Config {
@@ -1140,7 +1143,10 @@ fn bare_with_smoothing() -> Config {
 /// Smoothing (30 s half-life) and a 30 s forecast horizon.
 fn forecasting_engine() -> Engine {
     Engine::new(Config {
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        prediction: Some(PredictionConfig {
+            horizon_secs: 30.0,
+            season_secs: Some(86_400.0),
+        }),
         ..bare_with_smoothing()
     })
 }
@@ -1180,7 +1186,10 @@ fn the_forecast_looks_one_tick_past_the_horizon() {
     // latest demand: 35 with ticks every 5 s, 31 with ticks every second.
     let config = Config {
         smoothing_half_life_secs: 30.0,
-        prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+        prediction: Some(PredictionConfig {
+            horizon_secs: 30.0,
+            season_secs: Some(86_400.0),
+        }),
         ..bare()
     };
     for (every, ahead) in [(5.0, 35.0), (1.0, 31.0)] {
@@ -1521,4 +1530,48 @@ fn a_floor_leaves_a_ramp_a_step_and_a_spike_alone() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_rise_that_comes_every_day_is_met_by_pods_ordered_before_it() {
+    // 80 in flight (10 pods at 8 each) until 8:00, 240 (30 pods) until
+    // 20:00, every day. From the seventh day (six rises checked and come
+    // true) the fleet is raised a horizon before 8:00; with the season off
+    // it rises only when the demand has.
+    const DAY: f64 = 86_400.0;
+    let eight = 8.0 * 3600.0;
+    let daily = |t: f64| {
+        if (eight..20.0 * 3600.0).contains(&(t % DAY)) {
+            240.0
+        } else {
+            80.0
+        }
+    };
+    let before_the_rise = |season_secs: Option<f64>| {
+        let config = Config {
+            prediction: Some(PredictionConfig {
+                horizon_secs: 30.0,
+                season_secs,
+            }),
+            ..Config::default()
+        };
+        let mut f = Fleet::new(config, 10);
+        let (mut t, mut days) = (0.0, Vec::new());
+        for day in 0..8 {
+            let watch = f64::from(day) * DAY + eight - 5.0;
+            while t <= watch {
+                f.tick(daily(t), t);
+                t += 5.0;
+            }
+            days.push(f.replicas);
+        }
+        days
+    };
+    // 11 from the second day: the scale-down after 20:00 keeps the
+    // tolerance as headroom.
+    assert_eq!(
+        before_the_rise(Some(DAY)),
+        vec![10, 11, 11, 11, 11, 11, 11, 30]
+    );
+    assert_eq!(before_the_rise(None), vec![10, 11, 11, 11, 11, 11, 11, 11]);
 }

@@ -69,6 +69,9 @@ pub struct PredictionConfig {
     /// How far ahead the Holt forecast looks (the learned pod start-up time
     /// when the spec says `auto`; the controller fills it in).
     pub horizon_secs: f64,
+    /// The seasonal forecast's season (see `seasonal`): demand that rose
+    /// one season ago is expected again. None: off.
+    pub season_secs: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -219,7 +222,10 @@ impl Default for Config {
                 window_secs: 6.0,
                 threshold: 2.0,
             },
-            prediction: Some(PredictionConfig { horizon_secs: 30.0 }),
+            prediction: Some(PredictionConfig {
+                horizon_secs: 30.0,
+                season_secs: Some(86_400.0),
+            }),
             tolerance: 0.1,
             scale_up: DirectionRules {
                 stabilization_window_secs: 0.0,

@@ -27,8 +27,9 @@ pub fn default_policy(service: &ServiceConfig, startup_secs: f64) -> Config {
         max_replicas: SIM_MAX_REPLICAS,
         concurrency_per_pod: f64::from(service.per_pod_limit),
         service_time_secs: Some(service.service_time_secs),
-        prediction: defaults.prediction.as_ref().map(|_| PredictionConfig {
+        prediction: defaults.prediction.as_ref().map(|p| PredictionConfig {
             horizon_secs: startup_secs,
+            season_secs: p.season_secs,
         }),
         ..defaults
     }
