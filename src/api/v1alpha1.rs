@@ -362,9 +362,9 @@ pub struct Prediction {
     /// more from one minute to the next), scale up a horizon before the
     /// same time now, once such forecasts have come true (at least 60% of
     /// the recent ones). For traffic that repeats daily: the morning rise
-    /// finds its pods Ready. It learns from what this controller has
-    /// observed: a restarted controller starts a new season. From 1h to
-    /// 168h; 0s turns it off. Default 24h.
+    /// finds its pods Ready. A restarted controller reads the two seasons
+    /// before from Prometheus, a minute apart. From 1h to 168h; 0s turns it
+    /// off. Default 24h.
     #[serde(default = "default_season")]
     pub season: Duration,
 }

@@ -1,7 +1,9 @@
 //! Warming a fresh engine from Prometheus history, so a restart or a leader
 //! failover neither forgets the scale-down stabilization window nor decides
 //! on a cold smoothing window. One range query per metric, over the longest
-//! window the engine looks back on, at the sync period's step.
+//! window the engine looks back on, at the sync period's step; with the
+//! seasonal forecast on, one more per metric over the two seasons before
+//! that, a minute apart, so that it keeps its minutes and its record.
 use std::time::Duration;
 
 use crate::metrics::{MetricsError, PromClient};
@@ -32,6 +34,33 @@ pub fn warm_up_span(config: &Config) -> f64 {
         span.clamp(0.0, MAX_WARM_UP_SECS)
     } else {
         MAX_WARM_UP_SECS
+    }
+}
+
+/// The seasonal forecast's history is read a minute apart: its buckets are
+/// a minute long.
+pub const SEASON_STEP_SECS: f64 = 60.0;
+/// At most this many points of it per query (Prometheus refuses more than
+/// 11,000): a week's season is read over about 6.9 days.
+const MAX_SEASON_POINTS: f64 = 10_000.0;
+
+/// How far back the seasonal forecast's history reaches: two seasons (the
+/// first fills its minutes, the second replays and checks the forecasts
+/// they make, so a restarted controller keeps its record) plus two
+/// horizons; 0 when the seasonal forecast is off.
+pub fn season_span(config: &Config) -> f64 {
+    let Some((season, horizon)) = config
+        .prediction
+        .as_ref()
+        .and_then(|p| Some((p.season_secs?, p.horizon_secs)))
+    else {
+        return 0.0;
+    };
+    let span = 2.0 * season + 2.0 * horizon + 2.0 * SEASON_STEP_SECS;
+    if span.is_finite() {
+        span.clamp(0.0, MAX_SEASON_POINTS * SEASON_STEP_SECS)
+    } else {
+        0.0
     }
 }
 
@@ -92,7 +121,11 @@ pub struct Queries {
     pub arrival_rate: Option<String>,
 }
 
-/// Fetch the history of a policy's metrics from `now - span` to `now`.
+/// Fetch the history of a policy's metrics from `now - span` to `now`,
+/// preceded (with the seasonal forecast on) by the seasons before that, a
+/// minute apart. The seasons are best effort: a failed read of them (a
+/// Prometheus that keeps less, or refuses the query) is logged and the
+/// warm-up goes on with the recent history alone.
 #[allow(clippy::too_many_arguments)]
 pub async fn fetch_history(
     prometheus: &PromClient,
@@ -105,20 +138,62 @@ pub async fn fetch_history(
     ready_replicas: u32,
 ) -> Result<Vec<(f64, Observation)>, MetricsError> {
     let span = warm_up_span(config);
-    if span <= 0.0 {
-        return Ok(Vec::new());
+    let seasons = season_span(config);
+    let replicas = (current_replicas, ready_replicas);
+    let mut out = Vec::new();
+    if seasons > span + SEASON_STEP_SECS {
+        let (from, to) = (now - seasons, now - span - SEASON_STEP_SECS);
+        match fetch_range(
+            prometheus,
+            queries,
+            (from, to),
+            SEASON_STEP_SECS,
+            timeout,
+            replicas,
+        )
+        .await
+        {
+            Ok(older) => out = older,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the seasons before the warm-up; the seasonal forecast starts over")
+            }
+        }
     }
-    let step = warm_up_step(sync_period_secs);
-    let start = now - span;
+    if span > 0.0 {
+        let step = warm_up_step(sync_period_secs);
+        out.extend(
+            fetch_range(
+                prometheus,
+                queries,
+                (now - span, now),
+                step,
+                timeout,
+                replicas,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// One range query per metric over `(from, to)`, as engine history.
+async fn fetch_range(
+    prometheus: &PromClient,
+    queries: &Queries,
+    (from, to): (f64, f64),
+    step: f64,
+    timeout: Duration,
+    (current_replicas, ready_replicas): (u32, u32),
+) -> Result<Vec<(f64, Observation)>, MetricsError> {
     let in_flight = prometheus
-        .range(&queries.in_flight, start, now, step, timeout)
+        .range(&queries.in_flight, from, to, step, timeout)
         .await?;
     let queue = match &queries.queue_depth {
-        Some(q) => Some(prometheus.range(q, start, now, step, timeout).await?),
+        Some(q) => Some(prometheus.range(q, from, to, step, timeout).await?),
         None => None,
     };
     let arrivals = match &queries.arrival_rate {
-        Some(q) => Some(prometheus.range(q, start, now, step, timeout).await?),
+        Some(q) => Some(prometheus.range(q, from, to, step, timeout).await?),
         None => None,
     };
     Ok(history(
@@ -158,6 +233,66 @@ mod tests {
         assert_eq!(warm_up_span(&config), 6.0);
         config.scale_down.stabilization_window_secs = 86_400.0;
         assert_eq!(warm_up_span(&config), MAX_WARM_UP_SECS);
+    }
+
+    #[test]
+    fn season_span_is_two_seasons_and_two_horizons_at_most_10000_minutes() {
+        let mut config = Config::default();
+        // Two days, two horizons (30 s) and two minutes.
+        assert_eq!(season_span(&config), 2.0 * 86_400.0 + 60.0 + 120.0);
+        if let Some(p) = config.prediction.as_mut() {
+            p.season_secs = Some(7.0 * 86_400.0);
+        }
+        assert_eq!(season_span(&config), 600_000.0);
+        if let Some(p) = config.prediction.as_mut() {
+            p.season_secs = None;
+        }
+        assert_eq!(season_span(&config), 0.0);
+        config.prediction = None;
+        assert_eq!(season_span(&config), 0.0);
+    }
+
+    #[test]
+    fn two_seasons_of_history_a_minute_apart_restore_the_seasonal_forecast() {
+        // 80 in flight for the first hour of every two, 240 for the second
+        // (10 and 30 pods), every day: twelve rises a day. Two days of it a
+        // minute apart, then the last hour every 5 s, as `fetch_history`
+        // reads them: the replayed second day checks its forecasts, so the
+        // warmed engine raises the fleet a horizon before the next rise. A
+        // cold engine (or one warmed on the hour alone) waits for it.
+        const DAY: f64 = 86_400.0;
+        let demand = |t: f64| if (t % 7200.0) < 3600.0 { 80.0 } else { 240.0 };
+        let now = 2.0 * DAY + 3600.0 - 20.0; // 20 s before a rise
+        let series = |from: f64, to: f64, step: f64| -> Vec<Sample> {
+            let n = ((to - from) / step).floor() as u32;
+            (0..=n)
+                .map(|i| {
+                    let t = from + f64::from(i) * step;
+                    s(t, demand(t))
+                })
+                .collect()
+        };
+        let config = Config {
+            max_replicas: 50,
+            ..Config::default()
+        };
+        let span = warm_up_span(&config);
+        let older = series(now - season_span(&config), now - span - 60.0, 60.0);
+        let recent = series(now - span, now - 5.0, 5.0);
+        let obs = Observation {
+            in_flight: Ok(s(now, demand(now))),
+            queue_depth: None,
+            ready_replicas: 10,
+            current_replicas: 10,
+            arrival_rate: None,
+        };
+        let mut warm = crate::scaling::Engine::new(config.clone());
+        warm.warm_up(&history(&older, None, None, 10, 10));
+        warm.warm_up(&history(&recent, None, None, 10, 10));
+        assert_eq!(warm.step(&obs, now).replicas, 30);
+        let mut hour_only = crate::scaling::Engine::new(config);
+        hour_only.warm_up(&history(&recent, None, None, 10, 10));
+        assert_eq!(hour_only.step(&obs, now).replicas, 10);
     }
 
     #[test]

@@ -5,12 +5,11 @@
 //! One tick ([`Engine::step`]): check the readings (missing, stale, NaN,
 //! infinite or negative data hold the fleet) → demand (in-flight + queue
 //! growth x service time, plus a separate backlog drain term, and a
-//! saturation floor when every pod is full) → EWMA smoothing, Holt
-//! forecast (both take a level shift at once) and the seasonal forecast,
-//! panic window →
-//! recommendation (tolerance on the usage ratio)
-//! → stabilization windows and the recurring floor → smallest scale-down,
-//! reverse cooldown, step limits → min/max bounds.
+//! saturation floor when every pod is full) → EWMA smoothing, Holt forecast
+//! (both take a level shift at once) and the seasonal forecast, panic window
+//! → recommendation (tolerance on the usage ratio) → stabilization windows
+//! and the recurring floor → smallest scale-down, reverse cooldown, step
+//! limits → min/max bounds.
 pub mod adaptive;
 mod demand;
 mod engine;
