@@ -3,8 +3,11 @@
 //! on a cold smoothing window. One range query per metric, over the longest
 //! window the engine looks back on, at the sync period's step; with the
 //! seasonal forecast on, one more per metric over the two seasons before
-//! that, a minute apart, so that it keeps its minutes and its record.
+//! that, a minute apart, so that it keeps its minutes and checks its
+//! forecasts again.
 use std::time::Duration;
+
+use tracing::warn;
 
 use crate::metrics::{MetricsError, PromClient};
 use crate::scaling::{Config, MAX_FLOOR_WINDOW_SECS, Observation, ReadError, Reading, Sample};
@@ -155,7 +158,7 @@ pub async fn fetch_history(
         {
             Ok(older) => out = older,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the seasons before the warm-up; the seasonal forecast starts over")
+                warn!(error = %error, "cannot read the seasons before the warm-up from Prometheus; the seasonal forecast starts over")
             }
         }
     }
