@@ -48,9 +48,9 @@ pub const SEASON_STEP_SECS: f64 = 60.0;
 const MAX_SEASON_POINTS: f64 = 10_000.0;
 
 /// How far back the seasonal forecast's history reaches: two seasons (the
-/// first fills its minutes, the second replays and checks the forecasts
-/// they make, so a restarted controller keeps its record) plus two
-/// horizons; 0 when the seasonal forecast is off.
+/// first fills its minutes; in the second, the forecasts they make are
+/// replayed and checked, so a restarted controller rebuilds its record)
+/// plus two horizons; 0 when the seasonal forecast is off.
 pub fn season_span(config: &Config) -> f64 {
     let Some((season, horizon)) = config
         .prediction
