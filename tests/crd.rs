@@ -981,6 +981,7 @@ fn a_full_status_fits_the_schema() {
             demand: Some(87.0),
             smoothed: Some(80.5),
             forecast: Some(90.0),
+            seasonal_forecast: Some(90.0),
             recommended: Some(11),
             limited_by: None,
         }),

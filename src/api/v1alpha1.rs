@@ -828,6 +828,10 @@ pub struct DecisionSummary {
     /// Forecast demand at the horizon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<f64>,
+    /// The seasonal forecast (prediction.season), when it forecast a rise
+    /// and has come true often enough to be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasonal_forecast: Option<f64>,
     /// Replicas the demand asked for before windows, steps and bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommended: Option<u32>,

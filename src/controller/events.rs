@@ -221,8 +221,9 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// The note of a scale event, citing the numbers behind it:
 /// `4 -> 11: 87.0 in flight + 0 queued over 8.0 per pod`, followed, when
-/// they apply, by what else shaped it: `(panic)`, `(forecast 95.2)`,
-/// `(limited by MaxReplicas)`, `(fallback after 3 failed reads)`.
+/// they apply, by what else shaped it: `(panic)`, `(forecast 95.2)` (with
+/// `seasonal 95.2` when the seasonal forecast was used), `(limited by
+/// MaxReplicas)`, `(fallback after 3 failed reads)`.
 pub fn scale_note(from: u32, to: u32, details: &Details, reason: Reason) -> String {
     let mut note = format!("{from} -> {to}");
     if let Some(in_flight) = details.in_flight {
@@ -241,6 +242,9 @@ pub fn scale_note(from: u32, to: u32, details: &Details, reason: Reason) -> Stri
     }
     if let (Some(forecast), true) = (details.forecast, to > from) {
         extras.push(format!("forecast {forecast:.1}"));
+        if let Some(seasonal) = details.seasonal_forecast {
+            extras.push(format!("seasonal {seasonal:.1}"));
+        }
     }
     if let Some(drain) = details.drain.filter(|d| *d > 0.0) {
         extras.push(format!("+{drain:.1} to drain the backlog"));
@@ -443,6 +447,11 @@ mod tests {
         assert_eq!(
             scale_note(4, 20, &d, Reason::Panic),
             "4 -> 20: 200.0 in flight over 8.0 per pod (panic, forecast 240.0, limited by MaxReplicas)"
+        );
+        d.seasonal_forecast = Some(231.96);
+        assert_eq!(
+            scale_note(4, 20, &d, Reason::Panic),
+            "4 -> 20: 200.0 in flight over 8.0 per pod (panic, forecast 240.0, seasonal 232.0, limited by MaxReplicas)"
         );
         let fallback = Details {
             consecutive_failures: 3,

@@ -192,6 +192,7 @@ pub fn decision_summary(d: &Decision) -> DecisionSummary {
         demand: d.details.demand.map(round2),
         smoothed: d.details.smoothed.map(round2),
         forecast: d.details.forecast.map(round2),
+        seasonal_forecast: d.details.seasonal_forecast.map(round2),
         recommended: Some(d.details.recommended),
         limited_by: d.details.limited_by.map(|l| l.as_str().to_string()),
     }

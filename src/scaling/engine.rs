@@ -75,6 +75,8 @@ struct Signals {
     demand: Demand,
     smoothed: f64,
     forecast: Option<f64>,
+    /// The seasonal forecast, when used (see `Seasonal`).
+    seasonal: Option<f64>,
     panic_demand: f64,
     /// Mean measured demand over the panic window.
     recent_demand: f64,
@@ -243,13 +245,14 @@ impl Engine {
             half_life * HOLT_LEVEL_HALF_LIFE_FRACTION,
             half_life * HOLT_TREND_HALF_LIFE_FACTOR,
         );
+        let mut seasonal = None;
         let forecast = config.prediction.as_ref().and_then(|p| {
             // Pods asked for at this tick are Ready a horizon from now; the
             // next tick's are one tick later. Demand that arrives in between
             // is met only by this tick's pods: look that far ahead.
             let lead = p.horizon_secs + self.tick_interval.min(p.horizon_secs);
             // The season is recorded at every tick, Holt warm or not.
-            let seasonal = p
+            seasonal = p
                 .season_secs
                 .and_then(|season| self.seasonal.step(t, demand.steady, lead, season));
             let trend = self.holt.forecast(lead).map(|holt| {
@@ -296,6 +299,7 @@ impl Engine {
             demand,
             smoothed,
             forecast,
+            seasonal: seasonal.map(|f| f + demand.drain),
             panic_demand,
             recent_demand,
             in_panic,
@@ -346,6 +350,7 @@ impl Engine {
             smoothed: Some(s.smoothed),
             panic_demand: Some(s.panic_demand),
             forecast: s.forecast,
+            seasonal_forecast: s.seasonal,
             per_pod_target: per_pod,
             recommended,
             limited_by: outcome.limited_by,

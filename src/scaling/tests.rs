@@ -902,6 +902,7 @@ fn details_carry_the_numbers() {
         smoothed: Some(42.0), // no smoothing: 40 + 2
         panic_demand: Some(42.0),
         forecast: None,
+        seasonal_forecast: None,
         per_pod_target: 8.0,
         recommended: 6, // ceil(42 / 8) = ceil(5.25)
         limited_by: None,
@@ -1556,22 +1557,26 @@ fn a_rise_that_comes_every_day_is_met_by_pods_ordered_before_it() {
             ..Config::default()
         };
         let mut f = Fleet::new(config, 10);
-        let (mut t, mut days) = (0.0, Vec::new());
+        let (mut t, mut days, mut seasonal) = (0.0, Vec::new(), None);
         for day in 0..8 {
             let watch = f64::from(day) * DAY + eight - 5.0;
             while t <= watch {
-                f.tick(daily(t), t);
+                seasonal = f.tick(daily(t), t).details.seasonal_forecast;
                 t += 5.0;
             }
             days.push(f.replicas);
         }
-        days
+        (days, seasonal)
     };
     // 11 from the second day: the scale-down after 20:00 keeps the
     // tolerance as headroom.
+    // The decision says what raised it: 80 x 3.
     assert_eq!(
         before_the_rise(Some(DAY)),
-        vec![10, 11, 11, 11, 11, 11, 11, 30]
+        (vec![10, 11, 11, 11, 11, 11, 11, 30], Some(240.0))
     );
-    assert_eq!(before_the_rise(None), vec![10, 11, 11, 11, 11, 11, 11, 11]);
+    assert_eq!(
+        before_the_rise(None),
+        (vec![10, 11, 11, 11, 11, 11, 11, 11], None)
+    );
 }

@@ -194,8 +194,12 @@ pub struct Details {
     pub smoothed: Option<f64>,
     /// Average demand over the panic window.
     pub panic_demand: Option<f64>,
-    /// Holt forecast at the horizon (None when prediction is off or cold).
+    /// Forecast demand at the horizon: the larger of the Holt and the
+    /// seasonal forecast (None when prediction is off or both are silent).
     pub forecast: Option<f64>,
+    /// The seasonal forecast, when it forecast a rise and its record let it
+    /// be used (it may still be under the Holt forecast).
+    pub seasonal_forecast: Option<f64>,
     /// Concurrency one pod is planned for: concurrency_per_pod x utilization.
     pub per_pod_target: f64,
     /// Replicas the demand asks for before windows, steps and bounds.
