@@ -280,7 +280,11 @@ mod tests {
             ..Config::default()
         };
         let span = warm_up_span(&config);
-        let older = series(now - season_span(&config), now - span - 60.0, 60.0);
+        let older = series(
+            now - season_span(&config),
+            now - span - SEASON_STEP_SECS,
+            SEASON_STEP_SECS,
+        );
         let recent = series(now - span, now - 5.0, 5.0);
         let obs = Observation {
             in_flight: Ok(s(now, demand(now))),

@@ -245,28 +245,30 @@ impl Engine {
             half_life * HOLT_LEVEL_HALF_LIFE_FRACTION,
             half_life * HOLT_TREND_HALF_LIFE_FACTOR,
         );
-        let mut seasonal = None;
-        let forecast = config.prediction.as_ref().and_then(|p| {
-            // Pods asked for at this tick are Ready a horizon from now; the
-            // next tick's are one tick later. Demand that arrives in between
-            // is met only by this tick's pods: look that far ahead.
-            let lead = p.horizon_secs + self.tick_interval.min(p.horizon_secs);
-            // The season is recorded at every tick, Holt warm or not.
-            seasonal = p
-                .season_secs
-                .and_then(|season| self.seasonal.step(t, demand.steady, lead, season));
-            let trend = self.holt.forecast(lead).map(|holt| {
-                self.horizon_samples.push(t, demand.steady);
-                self.horizon_samples.prune(t, lead);
-                holt.min(growth_cap(demand.steady, &self.horizon_samples, t, lead))
-            });
-            // Either forecast only raises the demand; the larger wins.
-            let forecast = match (trend, seasonal) {
-                (Some(a), Some(b)) => a.max(b),
-                (a, b) => a.or(b)?,
-            };
-            Some(forecast + demand.drain)
+        // Pods asked for at this tick are Ready a horizon from now; the next
+        // tick's are one tick later. Demand that arrives in between is met
+        // only by this tick's pods: look that far ahead.
+        let prediction = config
+            .prediction
+            .as_ref()
+            .map(|p| (p, p.horizon_secs + self.tick_interval.min(p.horizon_secs)));
+        // The season is recorded at every tick, Holt warm or not.
+        let seasonal = prediction.and_then(|(p, lead)| {
+            self.seasonal
+                .step(t, demand.steady, lead, p.season_secs?)
+                .map(|f| f + demand.drain)
         });
+        let trend = prediction.and_then(|(_, lead)| {
+            let holt = self.holt.forecast(lead)?;
+            self.horizon_samples.push(t, demand.steady);
+            self.horizon_samples.prune(t, lead);
+            Some(holt.min(growth_cap(demand.steady, &self.horizon_samples, t, lead)) + demand.drain)
+        });
+        // Either forecast only raises the demand; the larger wins.
+        let forecast = match (trend, seasonal) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let window = config.panic.window_secs;
         self.panic_samples.push(t, demand.burst());
         self.panic_samples.prune(t, window);
@@ -299,7 +301,7 @@ impl Engine {
             demand,
             smoothed,
             forecast,
-            seasonal: seasonal.map(|f| f + demand.drain),
+            seasonal,
             panic_demand,
             recent_demand,
             in_panic,
